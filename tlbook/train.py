@@ -99,7 +99,10 @@ def make_optimizer(params, lr: float, weight_decay: float = 0.0, optimizer: str 
     if lr <= 0 or not math.isfinite(lr):
         raise ValueError(f"lr must be a positive number, got {lr}.")
     if optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        # The fused CUDA kernel updates all parameters in one launch instead of one per tensor.
+        tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+        fused = all(p.is_cuda and p.dtype == torch.float32 for p in tensors)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     from .models import unknown_name_error
