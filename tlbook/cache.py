@@ -89,14 +89,14 @@ def cached_model(config: dict, build, train, name: str = "model", verbose: bool 
         model.load_state_dict(entry["state_dict"])
         model.to(device())
         if verbose:
-            print(f"loaded cached {name} from {path}")
+            print(f"loaded cached {name} from $TLBOOK_CACHE/models/{path.name}")
         model.eval()
         return model, {"history": entry.get("history", {}), "path": path, "cached": True}
     history = train(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_atomic({"state_dict": state, "history": _plain(history), "config": json.dumps(full_config, default=str)}, path)
     if verbose:
-        print(f"trained {name} and cached it at {path}")
+        print(f"trained {name} and cached it at $TLBOOK_CACHE/models/{path.name}")
     model.to(device()).eval()
     return model, {"history": history, "path": path, "cached": False}
 
