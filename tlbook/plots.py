@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import torch
 
 
@@ -33,6 +34,8 @@ def history(histories: dict, metric: str = "eval_acc", ax=None):
         if metric not in h:
             raise KeyError(f"history {label!r} has no {metric!r}; it has {sorted(k for k in h if isinstance(h[k], list))}.")
         ax.plot(h["round"], h[metric], marker=".", label=label)
+    # Rounds are whole numbers: no tick at epoch 1.5.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round (epoch)")
     ax.set_ylabel(metric.replace("_", " "))
     ax.legend()
