@@ -63,6 +63,10 @@ test: export TLBOOK_CACHE ?= $(CURDIR)/.cache
 test: $(STAMP) browser
 	@$(MAKE) --no-print-directory -k unit-test nbval html book-test
 
+# $(JOBS) pytest workers share the cores: one thread each. Two workers with a full thread pool
+# each on a 2-core machine run several times slower than with one thread each (measured).
+unit-test nbval: export OMP_NUM_THREADS ?= 1
+
 # pytest exit code 5 means "no tests collected": not a failure while a suite is still empty.
 unit-test: $(STAMP)
 	@echo "== unit tests"; start=$$(date +%s); \
