@@ -11,15 +11,18 @@ Every chapter uses it the same way::
 
 Modules, one job each: ``runtime`` (device, precision, seeds, quick mode), ``data`` (datasets as
 device tensors, subsets), ``models`` (body/head networks), ``train`` (the loop), ``transfer``
-(freezing, learning-rate groups), ``cache`` (trained models on disk), ``plots``.
+(freezing, learning-rate groups), ``losses`` (reference losses of the book's methods), ``cache``
+(trained models on disk), ``plots``, ``widgets`` (interactive panels, live and in the static book).
 """
 __version__ = "0.1.0"
 
 from .cache import cache_dir, cached_model, load_weights, save_atomic
 from .data import ImageData, batches, class_subset, per_class_subset, random_split
 from .data import DATASETS, blend_with_photos, data_root, invert, load_dataset, rotate
+from .losses import distillation_loss
 from .models import BodyHeadNet, make_model, reset_head
 from .runtime import autocast, device, is_quick, pick, precision, report, seed_everything, setup
 from .train import cross_entropy_step, evaluate, fit, make_optimizer, predict, random_translate
 from .transfer import freeze, param_groups, resolve_blocks, trainable_blocks, unfreeze
 from . import plots
+from . import widgets

@@ -1,0 +1,127 @@
+"""Tests of tlbook.widgets: what the client-side explorer emits (and computes, in a headless browser),
+and the live panel driven from Python the way a reader's click drives it, with a tiny distillation run.
+"""
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import ipywidgets as widgets
+import pytest
+import torch
+
+import tlbook as tl
+
+LOGITS = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 0.0, 3.0, -1.0]])
+
+
+def payload(html_text: str, element_id: str) -> dict:
+    match = re.search(rf'<script type="application/json" id="{element_id}-data">(.*?)</script>', html_text, re.S)
+    assert match, "the data block is missing"
+    return json.loads(match.group(1))
+
+
+def test_explorer_embeds_the_logits_and_needs_no_network():
+    out = tl.widgets.softmax_explorer(LOGITS, images=torch.rand(2, 1, 5, 5), titles=["a", "b"],
+                                      class_names=list("wxyz"), temperatures=(0.5, 40), start=2.0, element_id="t1")
+    text = out.data
+    data = payload(text, "t1")
+    assert data["logits"] == LOGITS.tolist() and data["titles"] == ["a", "b"] and data["classes"] == list("wxyz")
+    assert data["logT"] == pytest.approx([torch.log(torch.tensor(v)).item() for v in (0.5, 40.0, 2.0)])
+    assert data["images"]["height"] == 5 and len(data["images"]["values"][0]) == 25
+    assert '<input class="tlbook-t" type="range"' in text and "<script>" in text
+    # Nothing is fetched: no src/href attributes, no fetch or import; the only URL is the SVG namespace name.
+    assert not re.search(r"\b(src|href)\s*=", text) and "fetch(" not in text and "import(" not in text
+    assert set(re.findall(r"https?://[^\s\"']+", text)) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_explorer_escapes_script_endings_and_checks_its_arguments():
+    out = tl.widgets.softmax_explorer(LOGITS, titles=["</script><b>x", "ok"], element_id="t2")
+    assert payload(out.data, "t2")["titles"][0] == "</script><b>x"
+    with pytest.raises(ValueError, match=r"logits must be \(N, K\)"):
+        tl.widgets.softmax_explorer(torch.zeros(3))
+    with pytest.raises(ValueError, match="titles must name the 2 examples"):
+        tl.widgets.softmax_explorer(LOGITS, titles=["only one"])
+    with pytest.raises(ValueError, match="class_names must name the 4 classes"):
+        tl.widgets.softmax_explorer(LOGITS, class_names=["a"])
+    with pytest.raises(ValueError, match="0 < T_min < T_max"):
+        tl.widgets.softmax_explorer(LOGITS, temperatures=(5, 1))
+    with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\)"):
+        tl.widgets.softmax_explorer(LOGITS, images=torch.zeros(3, 1, 4, 4))
+
+
+def _chromium():
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser computation is not checked")
+def test_explorer_computes_softmax_at_temperature_in_the_browser():
+    start = 3.0
+    out = tl.widgets.softmax_explorer(LOGITS, temperatures=(0.5, 50), start=start, element_id="t3")
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "explorer.html"
+        page.write_text(f"<!doctype html><html><body>{out.data}</body></html>", encoding="utf-8")
+        proc = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", f"--user-data-dir={tmp}/profile",
+             "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120)
+    drawn = [float(p) for p in re.findall(r'<rect[^>]*data-p="([0-9.]+)"', proc.stdout)]
+    expected = (LOGITS[0] / start).softmax(0).tolist()  # the first example is shown first
+    assert drawn == pytest.approx(expected, abs=1e-4), proc.stderr[-2000:]
+    assert "T = 3.00" in proc.stdout
+
+
+# --- the live panel, driven from Python ------------------------------------------------------------
+
+
+def test_run_panel_calls_the_function_with_the_controls_values():
+    calls = []
+    panel = tl.widgets.RunPanel(lambda width, temperature: calls.append((width, temperature)) or width * temperature,
+                                dict(width=widgets.Dropdown(options=[10, 30], value=10),
+                                     temperature=widgets.FloatSlider(value=1.0, min=0.5, max=20)))
+    panel.controls["width"].value, panel.controls["temperature"].value = 30, 4.0
+    panel.button.click()
+    assert calls == [(30, 4.0)] and panel.results == [120.0] and not panel.button.disabled
+    with pytest.raises(TypeError, match="controls must be ipywidgets value widgets"):
+        tl.widgets.RunPanel(lambda x: x, dict(x=3))
+
+
+def stripes(n, seed):
+    """Two classes of noisy stripes (horizontal or vertical), learnable in a few steps."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=gen)
+    rows = (torch.arange(8) % 2).float()[:, None].expand(8, 8)
+    protos = torch.stack([rows, rows.T])[:, None]
+    images = (protos[labels] + 0.4 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
+    return tl.ImageData(images, labels, ("h", "v"), "stripes")
+
+
+def test_distil_now_panel_trains_when_its_button_is_clicked():
+    """The chapter's panel in miniature: a teacher, and a click that distils a student of the chosen width."""
+    train, test = stripes(256, seed=0), stripes(256, seed=1)
+    teacher = tl.make_model("mlp", num_classes=2, image_size=8, hidden=(32,), seed=0)
+    tl.fit(teacher, train, steps=30, progress=False)
+    teacher_logits = tl.predict(teacher, train)
+    rows = tl.ImageData(train.images, torch.arange(len(train)), train.classes, "stripes (row numbers)")
+
+    def distil_now(temperature, alpha, width, steps):
+        student = tl.make_model("mlp", num_classes=2, image_size=8, hidden=(width,), seed=0)
+        step = lambda model, batch: tl.distillation_loss(model(batch[0]), teacher_logits[batch[1]],
+                                                         train.labels[batch[1]], temperature, alpha)
+        history = tl.fit(student, rows, step, steps=steps, batch_size=64, progress=False)
+        return dict(width=width, steps=history["step"][-1], accuracy=tl.evaluate(student, test))
+
+    panel = tl.widgets.RunPanel(distil_now, dict(
+        temperature=widgets.FloatLogSlider(value=4.0, base=10, min=0, max=1.7),
+        alpha=widgets.FloatSlider(value=0.9, min=0, max=1),
+        width=widgets.Dropdown(options=[4, 16], value=4),
+        steps=widgets.IntSlider(value=5, min=5, max=50)), description="distil now")
+    panel.controls["width"].value, panel.controls["steps"].value = 16, 20
+    panel.button.click()
+    assert len(panel.results) == 1, "the click produced no result (the run raised; see the log)"
+    result = panel.results[0]
+    assert result["width"] == 16 and result["steps"] == 20
+    assert result["accuracy"] > 0.8, f"a distilled student should learn the stripes, got {result}"
