@@ -147,6 +147,7 @@ def fit(
         eval_data: if given, accuracy on it is recorded after every round.
         seed: seeds batch order, augmentation and dropout: the same seed repeats the run on the same device.
         progress: show a tqdm progress bar.
+        desc: the progress bar's label.
 
     Returns:
         history: ``{'round', 'step', 'train_loss', 'eval_acc' (if eval_data), 'seconds', 'precision'}``;
