@@ -125,3 +125,60 @@ def test_distil_now_panel_trains_when_its_button_is_clicked():
     result = panel.results[0]
     assert result["width"] == 16 and result["steps"] == 20
     assert result["accuracy"] > 0.8, f"a distilled student should learn the stripes, got {result}"
+
+
+# --- the grid explorer -----------------------------------------------------------------------------
+
+
+GRID = torch.tensor([[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], [[0.3, 0.4, 0.5], [0.6, 0.7, 0.8]]])  # (2 seeds, 2, 3)
+AXES = [("depth", [0, 3]), ("k", [1, 10, 100])]
+
+
+def test_grid_explorer_embeds_summaries_and_checks_its_arguments():
+    out = tl.widgets.grid_explorer(GRID, AXES, baselines={"scratch": torch.tensor([[0.0, 0.1, 0.2], [0.2, 0.3, 0.4]])},
+                                   value_name="acc", series_name="transfer", element_id="gx1")
+    data = payload(out.data, "gx1")
+    assert data["axes"] == [["depth", ["0", "3"]], ["k", ["1", "10", "100"]]] and data["repeats"] == 2
+    assert data["grid"][0] == pytest.approx(GRID.mean(0).flatten().tolist())
+    assert data["grid"][1] == pytest.approx(GRID.amin(0).flatten().tolist())
+    assert data["baselines"]["scratch"][0] == pytest.approx([0.1, 0.2, 0.3])
+    assert not re.search(r"\b(src|href)\s*=", out.data) and "fetch(" not in out.data
+    with pytest.raises(ValueError, match=r"values must be \(S, A, B\)"):
+        tl.widgets.grid_explorer(torch.zeros(2, 3), AXES)
+    with pytest.raises(ValueError, match="2 x 3 labels but values has a 3 x 3 grid"):
+        tl.widgets.grid_explorer(torch.zeros(2, 3, 3), AXES)
+    with pytest.raises(ValueError, match=r"baseline 'b' must be \(S, 3\)"):
+        tl.widgets.grid_explorer(GRID, AXES, baselines={"b": torch.zeros(2, 2)})
+    with pytest.raises(ValueError, match="finite"):
+        tl.widgets.grid_explorer(GRID * float("nan"), AXES)
+    with pytest.raises(ValueError, match="two .name, labels. pairs"):
+        tl.widgets.grid_explorer(GRID, AXES[:1])
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser drawing is not checked")
+def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser():
+    out = tl.widgets.grid_explorer(GRID, AXES, baselines={"scratch": torch.zeros(2, 3)}, element_id="gx2")
+    drive = """<script>
+      var root = document.getElementById("gx2"), s = root.querySelector(".tlbook-slider");
+      s.value = 2; s.dispatchEvent(new Event("input"));
+      var first = Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) { return c.getAttribute("data-mean"); });
+      var x = root.querySelector(".tlbook-xaxis"); x.value = "1"; x.dispatchEvent(new Event("change"));
+      var second = Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) { return c.getAttribute("data-mean"); });
+      var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
+      document.body.appendChild(pre);
+    </script>"""
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "grid.html"
+        page.write_text(f"<!doctype html><html><body>{out.data}{drive}</body></html>", encoding="utf-8")
+        proc = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", f"--user-data-dir={tmp}/profile",
+             "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stderr[-2000:]
+    first, second = json.loads(found.group(1))
+    means = GRID.mean(0)                                   # (depth, k)
+    assert [float(v) for v in first] == pytest.approx(means[:, 2].tolist(), abs=1e-5)   # k = 100, x = depth
+    # x axis now k; the slider (over depth, max 1) was clamped from 2 to the last depth
+    assert [float(v) for v in second] == pytest.approx(means[1].tolist(), abs=1e-5)

@@ -1,6 +1,6 @@
 """Interactive panels for the chapters, in two kinds.
 
-* **Client-side** (:func:`softmax_explorer`): plain HTML with inline JavaScript and the data embedded as
+* **Client-side** (:func:`softmax_explorer`, :func:`grid_explorer`): plain HTML with inline JavaScript and the data embedded as
   JSON. It computes in the reader's browser, so it works in the static rendered book with no kernel
   and no network (no CDN, no external library), as well as in Jupyter and on Colab.
 * **Live** (:class:`RunPanel`): ipywidgets controls and a button that call a plain Python function.
@@ -162,6 +162,183 @@ _EXPLORER_TEMPLATE = """
 </script>
 """
 
+
+
+def grid_explorer(
+    values,
+    axes,
+    baselines: dict | None = None,
+    value_name: str = "accuracy",
+    series_name: str = "result",
+    title: str | None = None,
+    element_id: str | None = None,
+) -> HTML:
+    """Results on a grid of two settings, explored in the browser: one setting on the x axis, a slider for the other.
+
+    The reader chooses which setting is the x axis; a slider picks a value of the other. The chart
+    shows the mean over repeats with min-max whiskers, and a table below it gives the same numbers.
+    The y axis is fixed over the whole grid, so moving the slider compares like with like. Works in
+    the static rendered book (the results are embedded; plain JavaScript, no network).
+
+    Args:
+        values: ``(S, A, B)`` array-like: ``S`` repeats (seeds) of a result at every pair of the
+            first setting's ``A`` values and the second setting's ``B`` values.
+        axes: ``[(name_a, labels_a), (name_b, labels_b)]``: the two settings and their value labels.
+        baselines: optional ``{name: (S, B) array-like}``: reference results that depend on the second
+            setting only (e.g. training from scratch at each label count); drawn dashed.
+        value_name: what the values are (the y axis label).
+        series_name: the legend's name for ``values`` (baselines are named by their keys).
+        title: a heading above the controls.
+        element_id: id of the outer ``<div>`` (default: a random one).
+
+    Returns:
+        An ``IPython.display.HTML``.
+    """
+    v = torch.as_tensor(values, dtype=torch.float64).detach().cpu()
+    if v.ndim != 3 or min(v.shape) < 1:
+        raise ValueError(f"values must be (S, A, B): repeats x first setting x second setting, got shape {tuple(v.shape)}.")
+    if len(axes) != 2 or any(len(axis) != 2 for axis in axes):
+        raise ValueError("axes must be two (name, labels) pairs, e.g. [('freeze depth', [0, 1, 2]), ('labels per class', [1, 10])].")
+    (name_a, labels_a), (name_b, labels_b) = axes
+    labels_a, labels_b = [str(x) for x in labels_a], [str(x) for x in labels_b]
+    if (len(labels_a), len(labels_b)) != tuple(v.shape[1:]):
+        raise ValueError(f"axes have {len(labels_a)} x {len(labels_b)} labels but values has a {v.shape[1]} x {v.shape[2]} grid.")
+    base = {}
+    for name, b in (baselines or {}).items():
+        b = torch.as_tensor(b, dtype=torch.float64).detach().cpu()
+        if b.ndim != 2 or b.shape[1] != v.shape[2]:
+            raise ValueError(f"baseline {name!r} must be (S, {v.shape[2]}) (repeats x {name_b}), got shape {tuple(b.shape)}.")
+        base[str(name)] = b
+    if not torch.isfinite(v).all() or not all(torch.isfinite(b).all() for b in base.values()):
+        raise ValueError("values and baselines must be finite numbers (a NaN would draw nothing).")
+
+    def summary(t):  # (S, ...) -> mean, min, max lists, rounded for the page
+        return [[round(x, 5) for x in t.mean(0).flatten().tolist()], [round(x, 5) for x in t.amin(0).flatten().tolist()],
+                [round(x, 5) for x in t.amax(0).flatten().tolist()]]
+
+    data = {
+        "axes": [[str(name_a), labels_a], [str(name_b), labels_b]],
+        "grid": summary(v),             # flattened (A, B), row-major
+        "repeats": v.shape[0],
+        "baselines": {name: summary(b) for name, b in base.items()},
+        "valueName": value_name,
+        "seriesName": series_name,
+        "title": title or "",
+    }
+    uid = element_id or f"tlbook-grid-{uuid.uuid4().hex[:10]}"
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    return HTML(_GRID_TEMPLATE.replace("{{ID}}", html.escape(uid, quote=True)).replace("{{DATA}}", payload))
+
+
+_GRID_TEMPLATE = """
+<div id="{{ID}}" class="tlbook-grid" style="font-family: sans-serif; font-size: 13px; margin: 0.5em 0;">
+  <div class="tlbook-title" style="font-weight: bold; margin-bottom: 0.3em;"></div>
+  <div style="display: flex; flex-wrap: wrap; gap: 1.2em; align-items: center; margin-bottom: 0.4em;">
+    <label>x axis <select class="tlbook-xaxis"></select></label>
+    <label><span class="tlbook-slider-name"></span> <input class="tlbook-slider" type="range" min="0" step="1" style="width: 12em; vertical-align: middle;"></label>
+    <span class="tlbook-slider-value" style="font-family: monospace; font-weight: bold;"></span>
+  </div>
+  <svg class="tlbook-chart" width="460" height="250" style="overflow: visible;"></svg>
+  <div style="overflow-x: auto;"><table class="tlbook-table" style="font-family: monospace; font-size: 12px; border-collapse: collapse; margin-top: 0.3em;"></table></div>
+  <noscript>This panel needs JavaScript.</noscript>
+</div>
+<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
+<script>
+(function () {
+  "use strict";
+  var root = document.getElementById("{{ID}}");
+  var data = JSON.parse(document.getElementById("{{ID}}-data").textContent);
+  var xaxis = root.querySelector(".tlbook-xaxis"), slider = root.querySelector(".tlbook-slider");
+  var svg = root.querySelector(".tlbook-chart"), table = root.querySelector(".tlbook-table");
+  var NS = "http://www.w3.org/2000/svg", L = 52, R = 150, T = 10, B = 40, W = 460, H = 250;
+  var NB = data.axes[1][1].length, COLORS = ["#d65f5f", "#6acc64", "#956cb4", "#8c613c"];
+  root.querySelector(".tlbook-title").textContent = data.title;
+
+  function el(name, attrs, text) {
+    var node = document.createElementNS(NS, name);
+    for (var a in attrs) node.setAttribute(a, attrs[a]);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  var all = data.grid[1].concat(data.grid[2]);
+  Object.keys(data.baselines).forEach(function (n) { all = all.concat(data.baselines[n][1], data.baselines[n][2]); });
+  var lo = Math.min.apply(null, all), hi = Math.max.apply(null, all), pad = 0.05 * (hi - lo || 1);
+  lo -= pad; hi += pad;
+  function y(v) { return T + (H - T - B) * (hi - v) / (hi - lo); }
+  data.axes.forEach(function (axis, i) {
+    var o = document.createElement("option"); o.value = i; o.textContent = axis[0]; xaxis.appendChild(o);
+  });
+
+  // The series at the slider's position: {mean, min, max} per x value.
+  function series(onX, at) {
+    var pick = function (s) {
+      return onX === 0 ? data.axes[0][1].map(function (_, a) { return s[a * NB + at]; })
+                       : data.axes[1][1].map(function (_, b) { return s[at * NB + b]; });
+    };
+    return {mean: pick(data.grid[0]), min: pick(data.grid[1]), max: pick(data.grid[2])};
+  }
+  function setup() {
+    var onX = +xaxis.value, other = 1 - onX;
+    slider.max = data.axes[other][1].length - 1;
+    if (+slider.value > +slider.max) slider.value = slider.max;
+    root.querySelector(".tlbook-slider-name").textContent = data.axes[other][0];
+  }
+  function draw() {
+    var onX = +xaxis.value, other = 1 - onX, at = +slider.value, labels = data.axes[onX][1], n = labels.length;
+    root.querySelector(".tlbook-slider-value").textContent = data.axes[other][0] + " = " + data.axes[other][1][at];
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    function x(i) { return L + (n === 1 ? (W - L - R) / 2 : i * (W - L - R) / (n - 1)); }
+    for (var t = 0; t <= 4; t++) {   // y grid and ticks
+      var v = lo + (hi - lo) * t / 4;
+      svg.appendChild(el("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#ddd"}));
+      svg.appendChild(el("text", {x: L - 4, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "currentColor"}, v.toFixed(3)));
+    }
+    labels.forEach(function (lab, i) {
+      svg.appendChild(el("text", {x: x(i), y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "currentColor"}, lab));
+    });
+    svg.appendChild(el("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 12, fill: "currentColor"}, data.axes[onX][0]));
+    svg.appendChild(el("text", {x: 12, y: (T + H - B) / 2, "text-anchor": "middle", "font-size": 12, fill: "currentColor",
+                                transform: "rotate(-90 12 " + (T + H - B) / 2 + ")"}, data.valueName));
+    var rows = [[data.axes[onX][0]].concat(labels)];
+    function line(s, color, dashed, name, cls) {
+      var pts = s.mean.map(function (m, i) { return x(i) + "," + y(m); }).join(" ");
+      svg.appendChild(el("polyline", {points: pts, fill: "none", stroke: color, "stroke-width": 2, "stroke-dasharray": dashed ? "5,4" : "none"}));
+      s.mean.forEach(function (m, i) {
+        svg.appendChild(el("line", {x1: x(i), x2: x(i), y1: y(s.min[i]), y2: y(s.max[i]), stroke: color}));
+        svg.appendChild(el("circle", {cx: x(i), cy: y(m), r: 3.5, fill: color, "class": cls, "data-mean": m.toFixed(5)}));
+      });
+      var ly = T + 14 + 16 * (rows.length - 1);
+      svg.appendChild(el("line", {x1: W - R + 12, x2: W - R + 30, y1: ly - 4, y2: ly - 4, stroke: color, "stroke-width": 2, "stroke-dasharray": dashed ? "5,4" : "none"}));
+      svg.appendChild(el("text", {x: W - R + 34, y: ly, "font-size": 11, fill: "currentColor"}, name));
+      rows.push([name].concat(s.mean.map(function (m, i) { return m.toFixed(3) + " [" + s.min[i].toFixed(3) + ", " + s.max[i].toFixed(3) + "]"; })));
+    }
+    line(series(onX, at), "#4878d0", false, data.seriesName, "tlbook-point");
+    Object.keys(data.baselines).forEach(function (name, j) {
+      var b = data.baselines[name], s;
+      if (onX === 1) s = {mean: b[0], min: b[1], max: b[2]};
+      else s = {mean: labels.map(function () { return b[0][at]; }), min: labels.map(function () { return b[1][at]; }),
+                max: labels.map(function () { return b[2][at]; })};
+      line(s, COLORS[j % COLORS.length], true, name, "tlbook-baseline");
+    });
+    table.innerHTML = "";
+    rows.forEach(function (r, i) {
+      var tr = document.createElement("tr");
+      r.forEach(function (c) {
+        var td = document.createElement(i === 0 ? "th" : "td");
+        td.textContent = c; td.style.padding = "1px 8px"; td.style.whiteSpace = "nowrap"; td.style.textAlign = "right"; tr.appendChild(td);
+      });
+      table.appendChild(tr);
+    });
+    var cap = document.createElement("caption");
+    cap.textContent = data.valueName + ", mean [min, max] over " + data.repeats + " repeat(s), " + data.axes[other][0] + " = " + data.axes[other][1][at];
+    cap.style.captionSide = "bottom"; cap.style.textAlign = "left"; table.appendChild(cap);
+  }
+  xaxis.addEventListener("change", function () { setup(); draw(); });
+  slider.addEventListener("input", draw);
+  setup(); slider.value = 0; draw();
+})();
+</script>
+"""
 
 class RunPanel(widgets.VBox):
     """Controls, a button and an output area that call a plain Python function: ``run(**values)``.
