@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 import tlbook as tl
-from tlbook import runtime
 
 
 def synthetic(n=600, classes=4, seed=0, size=28):
