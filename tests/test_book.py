@@ -11,6 +11,8 @@ Without Chromium the browser tests are skipped, except under CI (``CI`` set), wh
 """
 from __future__ import annotations
 
+import html as html_module
+import json
 import os
 import re
 import shutil
@@ -281,3 +283,58 @@ def test_screenshots(html, chromium):
         _chromium(chromium, (html / f"{name}.html").as_uri(), f"--screenshot={out}", "--window-size=1280,1600",
                   "--hide-scrollbars")
         assert out.exists() and out.stat().st_size > 10_000, f"no screenshot of {name}"
+
+
+def test_fine_tuning_grid_explorer_responds_to_its_controls(html, chromium):
+    """Chapter 2's static explorer, driven in the rendered page the way a reader drives it.
+
+    A copy of the built page (same folder, so its scripts and styles load) gets a last script that
+    moves the slider and switches the x axis, firing the events a reader's input fires; the DOM
+    afterwards must show the grid's numbers for the new selection, taken from the page's own data.
+    """
+    page = html / "book/02_fine_tuning.html"
+    if not page.exists():
+        pytest.skip("Chapter 2 is not built (see test_every_notebook_is_in_the_book)")
+    source = page.read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="ft-grid-explorer-data">(.*?)</script>', source, re.S)
+    assert match, "the chapter's grid explorer (element id ft-grid-explorer) is not in the page"
+    data = json.loads(match.group(1))
+    (_, depths), (_, ks) = data["axes"]
+    means = data["grid"][0]                         # flattened (depth, k), row-major
+    last_k = len(ks) - 1
+    drive = f"""<script>
+      var root = document.getElementById("ft-grid-explorer");
+      var slider = root.querySelector(".tlbook-slider");
+      slider.value = {last_k}; slider.dispatchEvent(new Event("input"));
+      var after_slider = Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) {{ return c.getAttribute("data-mean"); }});
+      var x = root.querySelector(".tlbook-xaxis");
+      x.value = "1"; x.dispatchEvent(new Event("change"));
+      var marker = document.createElement("pre"); marker.id = "driven";
+      marker.textContent = JSON.stringify({{slider: after_slider,
+        swapped: Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) {{ return c.getAttribute("data-mean"); }}),
+        label: root.querySelector(".tlbook-slider-value").textContent}});
+      document.body.appendChild(marker);
+    </script></body>"""
+    driven = page.with_name("_driven_02_fine_tuning.html")
+    try:
+        driven.write_text(source.replace("</body>", drive, 1), encoding="utf-8")
+        dom = _chromium(chromium, driven.as_uri(), "--dump-dom")
+    finally:
+        driven.unlink(missing_ok=True)
+    found = re.search(r'<pre id="driven"[^>]*>(.*?)</pre>', dom, re.S)  # the theme adds tabindex to <pre>
+    assert found, "the driving script did not run (the explorer's script failed?)"
+    result = json.loads(html_module.unescape(found.group(1)))
+    # Slider at the last k, x axis = freeze depth: one point per depth, the grid's column for that k.
+    assert [float(v) for v in result["slider"]] == pytest.approx([means[d * len(ks) + last_k] for d in range(len(depths))], abs=1e-5)
+    # x axis swapped to k: the slider now runs over depths and was kept at a valid position.
+    at = min(last_k, len(depths) - 1)
+    assert [float(v) for v in result["swapped"]] == pytest.approx([means[at * len(ks) + j] for j in range(len(ks))], abs=1e-5)
+    assert result["label"].endswith(f"= {depths[at]}")
+
+
+def test_fine_tuning_panel_is_drawn_with_its_stored_run(rendered):
+    dom = rendered("book/02_fine_tuning")
+    assert _drawn(dom, "widget-slider"), "the panel's sliders were not drawn"
+    assert _drawn(dom, "widget-button"), "the panel's train button was not drawn"
+    assert re.search(r'class="[^"]*jp-RenderedImage[^"]*"[^>]*>\s*<img', dom), "the stored run's plot was not drawn in the panel"
+    assert "ft-grid-explorer" in dom and "tlbook-point" in dom, "the static grid explorer drew no points"

@@ -26,44 +26,38 @@ MEMORISE_SIZE, MEMORISE_EPOCHS = 1_000, 60
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLBOOK_CACHE", str(tmp_path_factory.mktemp("tlbook-cache")))
-        try:
-            mnist = tl.load_dataset("mnist", "train")
-            pool, test = tl.load_dataset("kmnist", "train"), tl.load_dataset("kmnist", "test")
-        except (FileNotFoundError, RuntimeError) as err:  # no offline data and no network
-            pytest.skip(f"datasets unavailable: {err}")
-        source_set = tl.random_split(mnist, [SOURCE_SIZE, len(mnist) - SOURCE_SIZE], seed=0)[0]
-        memorise_set = source_set.subset(torch.arange(MEMORISE_SIZE))
-        shuffled = torch.randperm(MEMORISE_SIZE, generator=torch.Generator().manual_seed(1))
-        random_set = tl.ImageData(memorise_set.images, memorise_set.labels[shuffled], memorise_set.classes, "shuffled")
+def runs(fresh_cache, load_or_skip):
+    mnist, pool, test = load_or_skip(("mnist", "train"), ("kmnist", "train"), ("kmnist", "test"))
+    source_set = tl.random_split(mnist, [SOURCE_SIZE, len(mnist) - SOURCE_SIZE], seed=0)[0]
+    memorise_set = source_set.subset(torch.arange(MEMORISE_SIZE))
+    shuffled = torch.randperm(MEMORISE_SIZE, generator=torch.Generator().manual_seed(1))
+    random_set = tl.ImageData(memorise_set.images, memorise_set.labels[shuffled], memorise_set.classes, "shuffled")
 
-        def pretrain(data, name, epochs):
-            model, _ = tl.cached_model(
-                dict(test="claims-concepts", labels=name, size=len(data), epochs=epochs),
-                build=lambda: tl.make_model("cnn", widths=WIDTHS, seed=0),
-                train=lambda m: tl.fit(m, data, epochs=epochs, lr=2e-3, seed=0, progress=False),
-                name=f"test-ch01-{name}", verbose=False)
-            return model
+    def pretrain(data, name, epochs):
+        model, _ = tl.cached_model(
+            dict(test="claims-concepts", labels=name, size=len(data), epochs=epochs),
+            build=lambda: tl.make_model("cnn", widths=WIDTHS, seed=0),
+            train=lambda m: tl.fit(m, data, epochs=epochs, lr=2e-3, seed=0, progress=False),
+            name=f"test-ch01-{name}", verbose=False)
+        return model
 
-        sources = {"true": pretrain(source_set, "true", 1), "shuffled": pretrain(random_set, "shuffled", MEMORISE_EPOCHS)}
-        # The bad source must really have memorised its labels, or it is not the chapter's bad source.
-        assert tl.evaluate(sources["shuffled"], random_set) > 0.95
+    sources = {"true": pretrain(source_set, "true", 1), "shuffled": pretrain(random_set, "shuffled", MEMORISE_EPOCHS)}
+    # The bad source must really have memorised its labels, or it is not the chapter's bad source.
+    assert tl.evaluate(sources["shuffled"], random_set) > 0.95
 
-        def target_accuracy(source, seed):
-            data = tl.per_class_subset(pool, PER_CLASS, seed=seed)
-            if source is None:
-                model = tl.make_model("cnn", widths=WIDTHS, seed=seed)
-            else:
-                model = tl.reset_head(copy.deepcopy(sources[source]), 10, seed=seed)
-            tl.fit(model, data, steps=STEPS, batch_size=min(128, len(data)), lr=LR, seed=seed, progress=False)
-            return tl.evaluate(model, test)
+    def target_accuracy(source, seed):
+        data = tl.per_class_subset(pool, PER_CLASS, seed=seed)
+        if source is None:
+            model = tl.make_model("cnn", widths=WIDTHS, seed=seed)
+        else:
+            model = tl.reset_head(copy.deepcopy(sources[source]), 10, seed=seed)
+        tl.fit(model, data, steps=STEPS, batch_size=min(128, len(data)), lr=LR, seed=seed, progress=False)
+        return tl.evaluate(model, test)
 
-        result = {name: [target_accuracy(source, seed) for seed in SEEDS]
-                  for name, source in (("scratch", None), ("true", "true"), ("shuffled", "shuffled"))}
-        print("KMNIST test accuracy per seed:", {k: [round(a, 3) for a in v] for k, v in result.items()})
-        return result
+    result = {name: [target_accuracy(source, seed) for seed in SEEDS]
+              for name, source in (("scratch", None), ("true", "true"), ("shuffled", "shuffled"))}
+    print("KMNIST test accuracy per seed:", {k: [round(a, 3) for a in v] for k, v in result.items()})
+    return result
 
 
 def paired(runs, a, b):

@@ -38,36 +38,31 @@ def distillation_step(student, batch, teacher_logits, labels):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLBOOK_CACHE", str(tmp_path_factory.mktemp("tlbook-cache")))
-        try:
-            mnist, test = tl.load_dataset("mnist", "train"), tl.load_dataset("mnist", "test")
-        except (FileNotFoundError, RuntimeError) as err:  # no offline data and no network
-            pytest.skip(f"datasets unavailable: {err}")
-        teacher_set, rest = tl.random_split(mnist, [TEACHER_SIZE, len(mnist) - TEACHER_SIZE], seed=0)
-        jitter = lambda images, gen: tl.random_translate(images, 2, gen)
-        teacher, _ = tl.cached_model(
-            dict(test="claims-distillation", size=TEACHER_SIZE),
-            build=lambda: tl.make_model("mlp", hidden=(800, 800), dropout=0.3, seed=0),
-            train=lambda m: tl.fit(m, teacher_set, epochs=3, augment=jitter, seed=0, progress=False),
-            name="test-ch05-teacher", verbose=False)
+def runs(fresh_cache, load_or_skip):
+    mnist, test = load_or_skip(("mnist", "train"), ("mnist", "test"))
+    teacher_set, rest = tl.random_split(mnist, [TEACHER_SIZE, len(mnist) - TEACHER_SIZE], seed=0)
+    jitter = lambda images, gen: tl.random_translate(images, 2, gen)
+    teacher, _ = tl.cached_model(
+        dict(test="claims-distillation", size=TEACHER_SIZE),
+        build=lambda: tl.make_model("mlp", hidden=(800, 800), dropout=0.3, seed=0),
+        train=lambda m: tl.fit(m, teacher_set, epochs=3, augment=jitter, seed=0, progress=False),
+        name="test-ch05-teacher", verbose=False)
 
-        result = {"teacher": tl.evaluate(teacher, test), "alone": [], "distilled": []}
-        for seed in SEEDS:
-            transfer = tl.random_split(rest, [TRANSFER_SIZE, len(rest) - TRANSFER_SIZE], seed=seed)[0]
-            alone = tl.make_model("mlp", seed=seed, **STUDENT)
-            tl.fit(alone, transfer, steps=STEPS, lr=LR, seed=seed, progress=False)
-            result["alone"].append(tl.evaluate(alone, test))
+    result = {"teacher": tl.evaluate(teacher, test), "alone": [], "distilled": []}
+    for seed in SEEDS:
+        transfer = tl.random_split(rest, [TRANSFER_SIZE, len(rest) - TRANSFER_SIZE], seed=seed)[0]
+        alone = tl.make_model("mlp", seed=seed, **STUDENT)
+        tl.fit(alone, transfer, steps=STEPS, lr=LR, seed=seed, progress=False)
+        result["alone"].append(tl.evaluate(alone, test))
 
-            rows = tl.ImageData(transfer.images, torch.arange(len(transfer)), transfer.classes, "transfer (row numbers)")
-            step = functools.partial(distillation_step, teacher_logits=tl.predict(teacher, transfer), labels=transfer.labels)
-            distilled = tl.make_model("mlp", seed=seed, **STUDENT)
-            tl.fit(distilled, rows, step, steps=STEPS, lr=LR, seed=seed, progress=False)
-            result["distilled"].append(tl.evaluate(distilled, test))
-        print("MNIST test accuracy:", {k: [round(v, 4) for v in vs] if isinstance(vs, list) else round(vs, 4)
-                                        for k, vs in result.items()})
-        return result
+        rows = tl.ImageData(transfer.images, torch.arange(len(transfer)), transfer.classes, "transfer (row numbers)")
+        step = functools.partial(distillation_step, teacher_logits=tl.predict(teacher, transfer), labels=transfer.labels)
+        distilled = tl.make_model("mlp", seed=seed, **STUDENT)
+        tl.fit(distilled, rows, step, steps=STEPS, lr=LR, seed=seed, progress=False)
+        result["distilled"].append(tl.evaluate(distilled, test))
+    print("MNIST test accuracy:", {k: [round(v, 4) for v in vs] if isinstance(vs, list) else round(vs, 4)
+                                    for k, vs in result.items()})
+    return result
 
 
 def test_distilled_student_beats_the_student_trained_alone(runs):

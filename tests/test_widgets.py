@@ -56,18 +56,23 @@ def _chromium():
     return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser computation is not checked")
-def test_explorer_computes_softmax_at_temperature_in_the_browser():
-    start = 3.0
-    out = tl.widgets.softmax_explorer(LOGITS, temperatures=(0.5, 50), start=start, element_id="t3")
+def dump_dom(body: str) -> subprocess.CompletedProcess:
+    """Load ``body`` in a page in headless Chromium (no network) and return the DOM after its scripts ran."""
     with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "explorer.html"
-        page.write_text(f"<!doctype html><html><body>{out.data}</body></html>", encoding="utf-8")
-        proc = subprocess.run(
+        page = Path(tmp) / "page.html"
+        page.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
+        return subprocess.run(
             [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", f"--user-data-dir={tmp}/profile",
              "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
             capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser computation is not checked")
+def test_explorer_computes_softmax_at_temperature_in_the_browser():
+    start = 3.0
+    out = tl.widgets.softmax_explorer(LOGITS, temperatures=(0.5, 50), start=start, element_id="t3")
+    proc = dump_dom(out.data)
     drawn = [float(p) for p in re.findall(r'<rect[^>]*data-p="([0-9.]+)"', proc.stdout)]
     expected = (LOGITS[0] / start).softmax(0).tolist()  # the first example is shown first
     assert drawn == pytest.approx(expected, abs=1e-4), proc.stderr[-2000:]
@@ -167,14 +172,7 @@ def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser():
       var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
       document.body.appendChild(pre);
     </script>"""
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "grid.html"
-        page.write_text(f"<!doctype html><html><body>{out.data}{drive}</body></html>", encoding="utf-8")
-        proc = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", f"--user-data-dir={tmp}/profile",
-             "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120)
+    proc = dump_dom(out.data + drive)
     found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
     assert found, proc.stderr[-2000:]
     first, second = json.loads(found.group(1))

@@ -212,9 +212,8 @@ def grid_explorer(
     if not torch.isfinite(v).all() or not all(torch.isfinite(b).all() for b in base.values()):
         raise ValueError("values and baselines must be finite numbers (a NaN would draw nothing).")
 
-    def summary(t):  # (S, ...) -> mean, min, max lists, rounded for the page
-        return [[round(x, 5) for x in t.mean(0).flatten().tolist()], [round(x, 5) for x in t.amin(0).flatten().tolist()],
-                [round(x, 5) for x in t.amax(0).flatten().tolist()]]
+    def summary(t):  # (S, ...) -> mean, min, max lists; not rounded here, so the page shows what Python prints
+        return [t.mean(0).flatten().tolist(), t.amin(0).flatten().tolist(), t.amax(0).flatten().tolist()]
 
     data = {
         "axes": [[str(name_a), labels_a], [str(name_b), labels_b]],
