@@ -163,7 +163,6 @@ _EXPLORER_TEMPLATE = """
 """
 
 
-
 def grid_explorer(
     values,
     axes,
