@@ -18,6 +18,23 @@ import torch
 from IPython.display import HTML
 
 
+# Every client-side panel embeds its data as JSON beside its markup and starts its script the same way.
+_SCRIPT_HEAD = """<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
+<script>
+(function () {
+  "use strict";
+  var root = document.getElementById("{{ID}}");
+  var data = JSON.parse(document.getElementById("{{ID}}-data").textContent);"""
+
+
+def _render(template: str, data: dict, element_id: str) -> HTML:
+    """Fill a panel template: its script head, the element id and the data as JSON."""
+    # "</" would end the <script> element early; "<\/" is the same JSON string.
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    text = template.replace("{{SCRIPT_HEAD}}", _SCRIPT_HEAD)
+    return HTML(text.replace("{{ID}}", html.escape(element_id, quote=True)).replace("{{DATA}}", payload))
+
+
 def softmax_explorer(
     logits,
     images=None,
@@ -80,10 +97,7 @@ def softmax_explorer(
         "logT": [math.log(t_min), math.log(t_max), math.log(start)],
         "images": pixels,
     }
-    uid = element_id or f"tlbook-softmax-{uuid.uuid4().hex[:10]}"
-    # "</" would end the <script> element early; "<\/" is the same JSON string.
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return HTML(_EXPLORER_TEMPLATE.replace("{{ID}}", html.escape(uid, quote=True)).replace("{{DATA}}", payload))
+    return _render(_EXPLORER_TEMPLATE, data, element_id or f"tlbook-softmax-{uuid.uuid4().hex[:10]}")
 
 
 _EXPLORER_TEMPLATE = """
@@ -99,12 +113,7 @@ _EXPLORER_TEMPLATE = """
   </div>
   <noscript>This panel needs JavaScript.</noscript>
 </div>
-<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
-<script>
-(function () {
-  "use strict";
-  var root = document.getElementById("{{ID}}");
-  var data = JSON.parse(document.getElementById("{{ID}}-data").textContent);
+{{SCRIPT_HEAD}}
   var select = root.querySelector(".tlbook-example"), slider = root.querySelector(".tlbook-t");
   var readout = root.querySelector(".tlbook-readout"), svg = root.querySelector(".tlbook-bars");
   var canvas = root.querySelector(".tlbook-image"), NS = "http://www.w3.org/2000/svg";
@@ -223,9 +232,7 @@ def grid_explorer(
         "seriesName": series_name,
         "title": title or "",
     }
-    uid = element_id or f"tlbook-grid-{uuid.uuid4().hex[:10]}"
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return HTML(_GRID_TEMPLATE.replace("{{ID}}", html.escape(uid, quote=True)).replace("{{DATA}}", payload))
+    return _render(_GRID_TEMPLATE, data, element_id or f"tlbook-grid-{uuid.uuid4().hex[:10]}")
 
 
 _GRID_TEMPLATE = """
@@ -240,12 +247,7 @@ _GRID_TEMPLATE = """
   <div style="overflow-x: auto;"><table class="tlbook-table" style="font-family: monospace; font-size: 12px; border-collapse: collapse; margin-top: 0.3em;"></table></div>
   <noscript>This panel needs JavaScript.</noscript>
 </div>
-<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
-<script>
-(function () {
-  "use strict";
-  var root = document.getElementById("{{ID}}");
-  var data = JSON.parse(document.getElementById("{{ID}}-data").textContent);
+{{SCRIPT_HEAD}}
   var xaxis = root.querySelector(".tlbook-xaxis"), slider = root.querySelector(".tlbook-slider");
   var svg = root.querySelector(".tlbook-chart"), table = root.querySelector(".tlbook-table");
   var NS = "http://www.w3.org/2000/svg", L = 52, R = 150, T = 10, B = 40, W = 460, H = 250;
