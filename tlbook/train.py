@@ -138,7 +138,8 @@ def fit(
     """Train ``model`` on ``data`` with ``step`` as the loss; return the history.
 
     Args:
-        model: any ``nn.Module``; moved to ``data``'s device.
+        model: any ``nn.Module``; moved to ``data``'s device, where its convolution weights are
+            stored channels_last (same values; faster kernels on CPUs and GPUs).
         data: an :class:`ImageData`, or a tuple of them (e.g. source and target for domain
             adaptation): an epoch runs over the first, the others are cycled alongside.
         step: ``step(model, batch) -> loss`` (scalar tensor). ``batch`` is ``(images, labels)``
