@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import html as html_module
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+
+from conftest import run_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -31,7 +30,6 @@ ARTIFACTS = ROOT / "artifacts"
 SOURCES = ["_config.yml", "_toc.yml", "book", "tlbook"]
 SOURCE_SUFFIXES = {".yml", ".md", ".ipynb", ".bib", ".py"}
 CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "mathjax.org", "googleapis.com")
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -128,39 +126,6 @@ def _parse(text: str) -> _Page:
     return page
 
 
-# --- the browser ---------------------------------------------------------------------------------
-def _browser() -> str | None:
-    found = os.environ.get("CHROMIUM") or next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    return found
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    found = _browser()
-    if found is None:
-        reason = "no chromium found (apt-get install -y chromium, or set CHROMIUM=/path/to/chrome)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {reason}: the rendered book must be checked in CI.", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-def _chromium(binary: str, url: str, *args: str, timeout: int = 120) -> str:
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [
-            binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-            # No host name resolves: anything a page fetches from the network fails, as offline.
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--virtual-time-budget=5000", *args, url,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"chromium failed on {url} (exit {proc.returncode}):\n{proc.stderr[-3000:]}", pytrace=False)
-    return proc.stdout
-
-
 @pytest.fixture(scope="session")
 def rendered(html, chromium):
     """DOM after scripts ran, per page name, loaded lazily."""
@@ -168,7 +133,7 @@ def rendered(html, chromium):
 
     def get(name: str) -> str:
         if name not in cache:
-            cache[name] = _chromium(chromium, (html / f"{name}.html").as_uri(), "--dump-dom")
+            cache[name] = run_chromium(chromium, (html / f"{name}.html").as_uri(), "--dump-dom")
         return cache[name]
 
     return get
@@ -280,7 +245,7 @@ def test_screenshots(html, chromium):
         out = ARTIFACTS / f"{name.replace('/', '_')}.png"
         if out.exists():
             out.unlink()
-        _chromium(chromium, (html / f"{name}.html").as_uri(), f"--screenshot={out}", "--window-size=1280,1600",
+        run_chromium(chromium, (html / f"{name}.html").as_uri(), f"--screenshot={out}", "--window-size=1280,1600",
                   "--hide-scrollbars")
         assert out.exists() and out.stat().st_size > 10_000, f"no screenshot of {name}"
 
@@ -318,7 +283,7 @@ def test_fine_tuning_grid_explorer_responds_to_its_controls(html, chromium):
     driven = page.with_name("_driven_02_fine_tuning.html")
     try:
         driven.write_text(source.replace("</body>", drive, 1), encoding="utf-8")
-        dom = _chromium(chromium, driven.as_uri(), "--dump-dom")
+        dom = run_chromium(chromium, driven.as_uri(), "--dump-dom")
     finally:
         driven.unlink(missing_ok=True)
     found = re.search(r'<pre id="driven"[^>]*>(.*?)</pre>', dom, re.S)  # the theme adds tabindex to <pre>

@@ -3,8 +3,6 @@ and the live panel driven from Python the way a reader's click drives it, with a
 """
 import json
 import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 import torch
 
 import tlbook as tl
+from conftest import run_chromium
 
 LOGITS = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 0.0, 3.0, -1.0]])
 
@@ -52,31 +51,22 @@ def test_explorer_escapes_script_endings_and_checks_its_arguments():
         tl.widgets.softmax_explorer(LOGITS, images=torch.zeros(3, 1, 4, 4))
 
 
-def _chromium():
-    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-
-
-def dump_dom(body: str) -> subprocess.CompletedProcess:
+def dump_dom(chromium, body: str) -> str:
     """Load ``body`` in a page in headless Chromium (no network) and return the DOM after its scripts ran."""
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "page.html"
         page.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
-        return subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", f"--user-data-dir={tmp}/profile",
-             "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120)
+        return run_chromium(chromium, page.as_uri(), "--dump-dom")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser computation is not checked")
-def test_explorer_computes_softmax_at_temperature_in_the_browser():
+def test_explorer_computes_softmax_at_temperature_in_the_browser(chromium):
     start = 3.0
     out = tl.widgets.softmax_explorer(LOGITS, temperatures=(0.5, 50), start=start, element_id="t3")
-    proc = dump_dom(out.data)
-    drawn = [float(p) for p in re.findall(r'<rect[^>]*data-p="([0-9.]+)"', proc.stdout)]
+    dom = dump_dom(chromium, out.data)
+    drawn = [float(p) for p in re.findall(r'<rect[^>]*data-p="([0-9.]+)"', dom)]
     expected = (LOGITS[0] / start).softmax(0).tolist()  # the first example is shown first
-    assert drawn == pytest.approx(expected, abs=1e-4), proc.stderr[-2000:]
-    assert "T = 3.00" in proc.stdout
+    assert drawn == pytest.approx(expected, abs=1e-4)
+    assert "T = 3.00" in dom
 
 
 # --- the live panel, driven from Python ------------------------------------------------------------
@@ -160,8 +150,7 @@ def test_grid_explorer_embeds_summaries_and_checks_its_arguments():
         tl.widgets.grid_explorer(GRID, AXES[:1])
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium: the in-browser drawing is not checked")
-def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser():
+def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser(chromium):
     out = tl.widgets.grid_explorer(GRID, AXES, baselines={"scratch": torch.zeros(2, 3)}, element_id="gx2")
     drive = """<script>
       var root = document.getElementById("gx2"), s = root.querySelector(".tlbook-slider");
@@ -172,9 +161,8 @@ def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser():
       var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
       document.body.appendChild(pre);
     </script>"""
-    proc = dump_dom(out.data + drive)
-    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
-    assert found, proc.stderr[-2000:]
+    found = re.search(r'<pre id="out">(.*?)</pre>', dump_dom(chromium, out.data + drive), re.S)
+    assert found, "the driving script did not run (the explorer's script failed?)"
     first, second = json.loads(found.group(1))
     means = GRID.mean(0)                                   # (depth, k)
     assert [float(v) for v in first] == pytest.approx(means[:, 2].tolist(), abs=1e-5)   # k = 100, x = depth
