@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import tlbook as tl
-from tlbook import data as tldata
+from tlbook import datasets as tldata
 
 ROOT = tl.data_root()
 needs_data = pytest.mark.skipif(ROOT is None, reason="set TLBOOK_DATA to the offline data folder (shared/data)")

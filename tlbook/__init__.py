@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 from .cache import cache_dir, cached_model, load_weights, save_atomic
 from .data import ImageData, batches, class_subset, per_class_subset, random_split
-from .data import DATASETS, blend_with_photos, data_root, invert, load_dataset, rotate
+from .datasets import DATASETS, blend_with_photos, invert, load_dataset, rotate
+from .files import data_root
 from .losses import distillation_loss
 from .models import BodyHeadNet, make_model, reset_head
 from .runtime import autocast, device, is_quick, pick, precision, report, seed_everything, setup
