@@ -175,8 +175,8 @@ def test_fit_with_two_datasets_passes_a_pair_of_batches(data):
     [
         (dict(), "exactly one of epochs"),
         (dict(epochs=1, steps=2), "exactly one of epochs"),
-        (dict(epochs=0), "positive int"),
-        (dict(epochs=1, lr=-1.0), "lr must be a positive"),
+        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(epochs=1, lr=-1.0), "lr must be > 0"),
         (dict(epochs=1, batch_size=0), "batch_size"),
         (dict(epochs=1, schedule="linear"), "Unknown schedule"),
         (dict(epochs=1, optimizer="adam"), "Did you mean 'adamw'"),
@@ -313,7 +313,7 @@ def test_cached_model_trains_once_and_reloads_the_same_weights(data, tmp_path, m
 def test_save_atomic_leaves_nothing_behind_on_failure(tmp_path):
     target = tmp_path / "x.pt"
     with pytest.raises(Exception):
-        tl.save_atomic({"f": lambda: 0}, target)  # lambdas cannot be pickled
+        tl.cache.save_atomic({"f": lambda: 0}, target)  # lambdas cannot be pickled
     assert os.listdir(tmp_path) == []
 
 
@@ -324,11 +324,11 @@ class NotWeights:
 def test_load_weights_refuses_code_and_reports_corrupt_files(tmp_path):
     torch.save(NotWeights(), tmp_path / "code.pt")
     with pytest.raises(RuntimeError, match="Delete it"):
-        tl.load_weights(tmp_path / "code.pt")
+        tl.cache.load_weights(tmp_path / "code.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     with pytest.raises(RuntimeError, match="Delete it"):
-        tl.load_weights(tmp_path / "bad.pt")
+        tl.cache.load_weights(tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError):
-        tl.load_weights(tmp_path / "missing.pt")
-    tl.save_atomic({"w": torch.ones(2)}, tmp_path / "ok.pt")
-    assert torch.equal(tl.load_weights(tmp_path / "ok.pt")["w"], torch.ones(2))
+        tl.cache.load_weights(tmp_path / "missing.pt")
+    tl.cache.save_atomic({"w": torch.ones(2)}, tmp_path / "ok.pt")
+    assert torch.equal(tl.cache.load_weights(tmp_path / "ok.pt")["w"], torch.ones(2))

@@ -26,12 +26,34 @@ def cache_dir() -> Path:
 
 
 def config_key(config: dict) -> str:
-    """A short stable hash of a JSON-able configuration dict (key order does not matter)."""
-    try:
-        text = json.dumps(config, sort_keys=True, default=str)
-    except TypeError as err:  # pragma: no cover - default=str makes almost anything serialisable
-        raise TypeError(f"cache configuration must be JSON-serialisable: {err}") from err
+    """A short stable hash of a JSON configuration dict (key order does not matter).
+
+    Only what JSON writes the same way every time is allowed (numbers, strings, bools, None, lists,
+    tuples, dicts with string keys): a function or an object has no stable text, and a key made of
+    its ``repr`` would change every session and retrain silently.
+    """
+    _check_json(config, "config")
+    text = json.dumps(config, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_json(value, where: str) -> None:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"cache configuration keys must be strings; {where} has the key {key!r}.")
+            _check_json(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(
+        f"cache configuration {where} is a {type(value).__name__} ({value!r:.60}), which has no stable text form; "
+        "put the plain values that determine it in the config instead (names, numbers, lists)."
+    )
 
 
 def save_atomic(obj, path) -> Path:
@@ -65,11 +87,51 @@ def load_weights(path, map_location=None):
         ) from err
 
 
+def save_model(model, path) -> Path:
+    """Write a model's weights *and* its frozen blocks atomically (a temporary file, then a rename).
+
+    ``state_dict()`` alone forgets which blocks :func:`tlbook.freeze` froze; this file keeps it, and
+    :func:`load_model` freezes them again, BatchNorm statistics included.
+    """
+    from .transfer import frozen_state
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    frozen = frozen_state(model) if hasattr(model, "block_names") else {}
+    return save_atomic({"state_dict": state, "frozen": frozen}, path)
+
+
+def load_model(path, model):
+    """Load what :func:`save_model` wrote into ``model`` (same architecture); returns the model.
+
+    Loaded with ``weights_only=True``. A file from another architecture is an error that says so.
+    """
+    from .transfer import restore_frozen_state
+
+    entry = load_weights(path, map_location="cpu")
+    _load_state(model, entry["state_dict"], path)
+    if entry.get("frozen") and hasattr(model, "block_names"):
+        restore_frozen_state(model, entry["frozen"])
+    return model
+
+
+def _load_state(model, state_dict, path) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise RuntimeError(
+            f"The cached file {Path(path).name} does not fit this model: it was saved from another architecture "
+            f"({first[1].strip() if len(first) > 1 else first[0]}). The configuration that keys it does not describe "
+            f"everything that shapes the model: add the missing setting (e.g. widths) to the config, or delete "
+            f"{path} to retrain."
+        ) from None
+
+
 def cached_model(config: dict, build, train, name: str = "model", verbose: bool = True):
     """Return the model described by ``config``, trained once and cached on disk.
 
     Args:
-        config: everything that determines the trained weights (JSON-able); part of the key,
+        config: everything that determines the trained weights (JSON values only); part of the key,
             together with tlbook's version and the run mode (quick/full).
         build: ``build() -> nn.Module``, the untrained architecture.
         train: ``train(model) -> history dict``, called only when the cache has no entry.
@@ -77,28 +139,104 @@ def cached_model(config: dict, build, train, name: str = "model", verbose: bool 
 
     Returns:
         ``(model, info)``: the trained model in eval mode on the runtime device, and ``{'history', 'path', 'cached'}``.
+        A cache hit returns the same weights, BatchNorm statistics and frozen blocks as the miss that wrote it.
     """
     from . import __version__
     from .runtime import device, is_quick
 
+    if not callable(build) or not callable(train):
+        raise TypeError("cached_model needs build() -> model and train(model) -> history functions.")
     full_config = {"config": config, "tlbook": __version__, "quick": is_quick()}
     path = cache_dir() / "models" / f"{name}-{config_key(full_config)}.pt"
     model = build()
     if path.exists():
         entry = load_weights(path, map_location="cpu")
-        model.load_state_dict(entry["state_dict"])
+        _load_state(model, entry["state_dict"], path)
+        if entry.get("frozen") and hasattr(model, "block_names"):
+            from .transfer import restore_frozen_state
+
+            restore_frozen_state(model, entry["frozen"])
         model.to(device())
         if verbose:
             print(f"loaded cached {name} from $TLBOOK_CACHE/models/{path.name}")
         model.eval()
         return model, {"history": entry.get("history", {}), "path": path, "cached": True}
     history = train(model)
+    from .transfer import frozen_state
+
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_atomic({"state_dict": state, "history": _plain(history), "config": json.dumps(full_config, default=str)}, path)
+    frozen = frozen_state(model) if hasattr(model, "block_names") else {}
+    save_atomic({"state_dict": state, "frozen": frozen, "history": _plain(history), "config": json.dumps(full_config)}, path)
     if verbose:
         print(f"trained {name} and cached it at $TLBOOK_CACHE/models/{path.name}")
     model.to(device()).eval()
     return model, {"history": history, "path": path, "cached": False}
+
+
+def source_model(
+    dataset: str = "mnist",
+    arch: str = "cnn",
+    *,
+    train_size: int | None = None,
+    epochs: int = 2,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    labels: str = "true",
+    shift: int = 0,
+    channels: int = 1,
+    seed: int = 0,
+    verbose: bool = False,
+    **arch_options,
+):
+    """The book's one recipe for a source model: trained once on a dataset's train split, then cached.
+
+    Chapters that ask for the same arguments share one file; the cache key *is* these arguments,
+    so a key can never drift from what was trained.
+
+    Args:
+        dataset, arch: a :data:`tlbook.DATASETS` name and a :func:`tlbook.make_model` architecture.
+        train_size: train on a seeded random part of this many images of the train split
+            (``tl.random_split(train, [train_size, rest], seed=0)[0]``); ``None`` = all of it.
+        epochs, lr, batch_size: :func:`tlbook.fit`'s defaults otherwise (AdamW, cosine schedule).
+        labels: ``'true'``, or ``'shuffled'`` (labels permuted at random: a source that memorised
+            noise, Chapter 1's control).
+        shift: random translation of up to ``shift`` pixels per training batch (Hinton et al.'s jitter).
+        channels: image channels to load (3 to pair with colour domains).
+        seed: initialisation, batch order and the label shuffle.
+        **arch_options: passed to :func:`tlbook.make_model` (``widths=``, ``hidden=``, ``dropout=`` ...).
+
+    Returns:
+        ``(model, info)`` as :func:`cached_model`: the model in eval mode, ``info['history']``, ``info['cached']``.
+    """
+    from .checks import positive_number, seed_value, whole_number
+    from .data import random_split
+    from .datasets import load_dataset
+    from .models import make_model, unknown_name_error
+    from .train import fit, random_translate
+
+    if labels not in ("true", "shuffled"):
+        raise unknown_name_error("labels", labels, ["true", "shuffled"])
+    recipe = dict(recipe="source_model", dataset=dataset, arch=arch, train_size=train_size,
+                  epochs=whole_number(epochs, "epochs"), lr=positive_number(lr, "lr"),
+                  batch_size=whole_number(batch_size, "batch_size"), labels=labels,
+                  shift=whole_number(shift, "shift", minimum=0), channels=channels, seed=seed_value(seed),
+                  arch_options=arch_options)
+    pool = load_dataset(dataset, "train", channels=channels)
+    if train_size is not None:
+        train_size = whole_number(train_size, "train_size", maximum=len(pool))
+        pool = random_split(pool, [train_size, len(pool) - train_size], seed=0)[0]
+    if labels == "shuffled":
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed + 1)).to(pool.device)
+        pool = pool.replace(labels=pool.labels[order], name=f"{pool.name} (labels shuffled)")
+    augment = (lambda images, g: random_translate(images, shift, g)) if shift else None
+    return cached_model(
+        recipe,
+        build=lambda: make_model(arch, num_classes=pool.num_classes, in_channels=channels, seed=seed, **arch_options),
+        train=lambda m: fit(m, pool, epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, seed=seed,
+                            desc=f"source: {dataset} {arch}"),
+        name=f"source-{dataset}-{arch}",
+        verbose=verbose,
+    )
 
 
 def _plain(history):

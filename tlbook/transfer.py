@@ -9,16 +9,19 @@ layers of frozen blocks in eval mode; ``bn='train'`` reproduces the pitfall on p
 """
 from __future__ import annotations
 
+import numbers
+
 from torch import nn
 
-from .models import BodyHeadNet, unknown_name_error
+from .checks import non_negative_number, positive_number
+from .models import BodyHeadNet, keep_frozen_batchnorm_in_eval, unknown_name_error
 
 
 def _require_model(model) -> BodyHeadNet:
     if not isinstance(model, BodyHeadNet):
         raise TypeError(
             f"expected a tlbook BodyHeadNet (a model with .body blocks and a .head), got {type(model).__name__}; "
-            "build one with tl.make_model(...)."
+            "build one with tl.make_model(...), or wrap a torchvision/timm model with tl.wrap_model(model, head=...)."
         )
     return model
 
@@ -36,12 +39,17 @@ def resolve_blocks(model: BodyHeadNet, blocks=None) -> list[str]:
         return list(names)
     if isinstance(blocks, bool):
         raise TypeError("blocks must be None, an int depth, a block name or a list of names, not a bool.")
-    if isinstance(blocks, int):
+    if isinstance(blocks, float):
+        raise TypeError(f"depth must be a whole number of blocks (0..{len(names)}), got the float {blocks!r}.")
+    if isinstance(blocks, numbers.Integral):
+        blocks = int(blocks)
         if not 0 <= blocks <= len(names):
             raise ValueError(f"depth must be between 0 and {len(names)} (the body has blocks {names}), got {blocks}.")
         return list(names[:blocks])
     if isinstance(blocks, str):
         blocks = [blocks]
+    if not isinstance(blocks, (list, tuple)):
+        raise TypeError(f"blocks must be None, an int depth, a block name or a list of names, got {type(blocks).__name__}.")
     selected = []
     for name in blocks:
         if name not in names and name != "head":
@@ -55,9 +63,16 @@ def _set_frozen(module: nn.Module, frozen: bool, bn: str) -> None:
         p.requires_grad_(not frozen)
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m._tlbook_frozen = frozen and bn == "freeze"
-            if m._tlbook_frozen:
-                m.eval()
+            _set_batchnorm_frozen(m, frozen and bn == "freeze")
+
+
+def _set_batchnorm_frozen(m: nn.Module, frozen: bool) -> None:
+    m._tlbook_frozen = frozen
+    if frozen:
+        m.eval()
+        if not getattr(m, "_tlbook_hooked", False):  # once per layer; the hook reads the flag
+            m.register_forward_pre_hook(keep_frozen_batchnorm_in_eval)
+            m._tlbook_hooked = True
 
 
 def freeze(model: BodyHeadNet, blocks=None, bn: str = "freeze") -> BodyHeadNet:
@@ -109,14 +124,16 @@ def param_groups(model: BodyHeadNet, lr: float, decay: float = 1.0, lrs: dict | 
     Returns a list of ``{'params', 'lr', 'weight_decay', 'name'}`` dicts for ``torch.optim``.
     """
     model = _require_model(model)
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}.")
-    if not 0 < decay <= 1:
+    lr = positive_number(lr, "lr")
+    weight_decay = non_negative_number(weight_decay, "weight_decay")
+    decay = positive_number(decay, "decay")
+    if decay > 1:
         raise ValueError(f"decay must be in (0, 1], got {decay} (1 = one learning rate for all blocks).")
     lrs = dict(lrs or {})
-    for name in lrs:
+    for name, value in lrs.items():
         if name not in model.block_names and name != "head":
             raise unknown_name_error("block", name, model.block_names + ["head"])
+        lrs[name] = positive_number(value, f"lrs[{name!r}]")
     groups = []
     names = ["head"] + model.block_names[::-1]
     for depth, name in enumerate(names):
@@ -126,3 +143,31 @@ def param_groups(model: BodyHeadNet, lr: float, decay: float = 1.0, lrs: dict | 
     if not groups:
         raise ValueError("Every parameter is frozen: unfreeze a block (tl.unfreeze) or reset the head.")
     return groups
+
+
+def frozen_state(model: BodyHeadNet) -> dict:
+    """What :func:`freeze` changed, as plain lists: ``{'params': [...], 'batchnorm': [...]}`` of names.
+
+    ``state_dict()`` holds weights and statistics but not which of them are frozen; :func:`tlbook.save_model`
+    stores this beside it, so a model loaded from disk (or from the cache) is frozen as it was saved.
+    """
+    model = _require_model(model)
+    return {
+        "params": [n for n, p in model.named_parameters() if not p.requires_grad],
+        "batchnorm": [n for n, m in model.named_modules() if getattr(m, "_tlbook_frozen", False)],
+    }
+
+
+def restore_frozen_state(model: BodyHeadNet, state: dict) -> BodyHeadNet:
+    """Freeze exactly what :func:`frozen_state` recorded (parameters and BatchNorm layers)."""
+    model = _require_model(model)
+    params, modules = dict(model.named_parameters()), dict(model.named_modules())
+    frozen_params = set(state.get("params", []))
+    for name in frozen_params | set(state.get("batchnorm", [])):
+        if name not in params and name not in modules:
+            raise ValueError(f"saved frozen {name!r} is not in this model; was it saved from another architecture?")
+    for name in state.get("batchnorm", []):
+        _set_batchnorm_frozen(modules[name], True)
+    for name, p in params.items():
+        p.requires_grad_(name not in frozen_params)
+    return model
