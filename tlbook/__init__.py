@@ -25,7 +25,8 @@ from .data import ImageData, Sampler, class_subset, per_class_subset, random_spl
 from .datasets import DATASETS, load_dataset
 from .losses import distillation_loss
 from .models import BodyHeadNet, make_model, reset_head, wrap_model
-from .runtime import device, is_quick, pick, precision, report, setup
+from .plots import spread
+from .runtime import device, is_quick, pick, precision, report, setup, stamp, timed
 from .train import accuracy, cross_entropy_step, evaluate, fit, predict, random_translate
 from .transfer import freeze, param_groups, trainable_blocks, unfreeze
 from . import plots, widgets
