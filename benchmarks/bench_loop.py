@@ -82,7 +82,7 @@ class TlbookLoop:
         self.test = tl.load_dataset("mnist", "test", device=dev)
         self.model, self.batch_size, self.epoch = model, batch_size, 0
         # The same optimiser object across calls keeps AdamW's moments, as one long run would.
-        self.opt = tl.make_optimizer(model.parameters(), lr)
+        self.opt = tl.train.make_optimizer(model.parameters(), lr)
 
     def train_epoch(self):
         self.epoch += 1
@@ -140,7 +140,7 @@ def main():
     # tlbook keeps MNIST in torchvision's layout under its cache (staged from TLBOOK_DATA offline,
     # downloaded otherwise), so the baseline's torchvision dataset reads the very same files.
     tl.load_dataset("mnist", "train")
-    root = tl.cache_dir() / "data"
+    root = tl.cache.cache_dir() / "data"
 
     # Same architecture and the same initial weights on both sides.
     make = lambda: tl.make_model("cnn", widths=tuple(args.widths), seed=0).to(dev)
