@@ -1,0 +1,427 @@
+"""Reference implementations for choosing a source, zero-shot classes and not forgetting.
+
+Transferability scores computed from one forward pass of a source model over the target data
+(:func:`leep`, :func:`nce`, :func:`logme`, :func:`h_score`; higher means "expect better transfer"),
+the closed-form zero-shot embedding :func:`eszsl`, and elastic weight consolidation
+(:func:`diagonal_fisher`, :func:`ewc_penalty`). Inputs may be NumPy arrays or tensors; the scores
+compute in float64 on the input's device and return Python floats, since they run once per
+source-target pair, never inside a training step. :func:`ewc_penalty` does run inside a step:
+it returns a tensor and never reads a value back to the host.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import non_negative_number, positive_number, real_number, seed_value, whole_number
+from .data import ImageData
+
+
+# ----------------------------------------------------------------------------- argument checks
+def _tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise TypeError(f"{name} must be a tensor or NumPy array, got {type(x).__name__}.")
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a tensor or NumPy array of numbers, got {type(x).__name__}.") from None
+
+
+def _matrix(x, name: str, what: str = "(N, D)", min_rows: int = 1) -> torch.Tensor:
+    x = _tensor(x, name)
+    if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
+        raise ValueError(f"{name} must be 2-D {what} with N >= {min_rows} rows, got shape {tuple(x.shape)}.")
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got {x.dtype}.")
+    x = x.to(torch.float64)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; check the model outputs it came from.")
+    return x
+
+
+def _labels(x, name: str, n: int, device, num_classes: int | None = None) -> torch.Tensor:
+    x = _tensor(x, name)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer class ids, got {x.dtype}; convert with .long() if they are whole numbers.")
+    if x.ndim != 1 or x.shape[0] != n:
+        raise ValueError(f"{name} must be (N,) with N = {n} (one per row of the scores/features), got shape {tuple(x.shape)}.")
+    x = x.to(device=device, dtype=torch.long)
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        valid = f"lie in [0, {num_classes - 1}]" if num_classes is not None else "be >= 0"
+        raise ValueError(f"{name} must {valid}, got values in [{low}, {high}].")
+    return x
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 (safe under autocast); float32 and float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+# ----------------------------------------------------------------------------- label-based scores
+def leep(source_probs, labels) -> float:
+    """LEEP of Nguyen, Hassner, Seeger & Archambeau, "LEEP: A New Measure to Evaluate Transferability of
+    Learned Representations" (ICML 2020).
+
+    With ``theta(x_i)`` the source model's softmax over its ``Z`` classes, the empirical joint of target
+    label ``y`` and source "dummy" label ``z`` is ``P(y, z) = (1/N) sum_{i: y_i = y} theta(x_i)_z``,
+    ``P(y | z) = P(y, z) / sum_y' P(y', z)``, and ``LEEP = (1/N) sum_i log sum_z P(y_i | z) theta(x_i)_z``
+    (<= 0; higher is better). With one-hot ``theta`` (hard source labels) LEEP equals :func:`nce`.
+
+    Args: source_probs ``(N, Z)``, rows summing to 1 (``softmax(logits)``, not logits); labels ``(N,)`` ``>= 0``.
+    """
+    probs = _matrix(source_probs, "source_probs", "(N, Z) probabilities")
+    if bool((probs < 0).any()) or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
+        raise ValueError("source_probs must be probabilities, each row >= 0 and summing to 1; "
+                         "pass softmax(logits, dim=1), not the logits.")
+    labels = _labels(labels, "labels", probs.shape[0], probs.device)
+    probs = probs / probs.sum(1, keepdim=True)  # float32 softmax rows are off by ~1e-7
+    joint = torch.zeros(int(labels.max()) + 1, probs.shape[1], dtype=probs.dtype, device=probs.device)
+    joint.index_add_(0, labels, probs / probs.shape[0])
+    p_z = joint.sum(0, keepdim=True)
+    # A source class no example gives any probability has P(z) = 0: its column never counts.
+    conditional = torch.where(p_z > 0, joint / p_z.clamp_min(torch.finfo(p_z.dtype).tiny), torch.zeros_like(joint))
+    expected = (probs * conditional[labels]).sum(1)
+    return float(expected.log().mean())
+
+
+def nce(source_labels, target_labels) -> float:
+    """Negative conditional entropy of Tran, Nguyen & Hassner, "Transferability and Hardness of Supervised
+    Classification Tasks" (ICCV 2019): ``NCE = -H(Y | Z)`` (nats, <= 0; higher is better).
+
+    From the empirical joint ``P(y, z) = #{i: y_i = y, z_i = z} / N`` of target labels ``y`` and the
+    source model's hard labels ``z`` (its argmax on the target images),
+    ``H(Y | Z) = -sum_{y, z} P(y, z) log(P(y, z) / P(z))``, with ``0 log 0 = 0``. It is 0 when ``z``
+    determines ``y`` and ``-H(Y)`` when they are independent. ``Z`` and ``Y`` may differ in size.
+
+    The reference code most copies derive from, ``NCE.py`` of the LogME repository (thuml/LogME),
+    first built the joint with ``np.zeros(C_t, C_s, dtype=float)``: the shape not passed as a tuple,
+    so NumPy takes ``C_s`` as the dtype and every call raises ``TypeError``; with the tuple fixed, that
+    version still returns NaN whenever some ``(y, z)`` pair never occurs (``0 * log 0``) or some
+    ``z < max(z)`` is unused (``0 / 0``), e.g. for a perfect mapping. Its later version (also in
+    Transfer-Learning-Library's ``tllib.ranking.nce``) uses the tuple, drops unused ``z`` and adds
+    ``1e-20`` inside the log. Here counts come from ``bincount`` and empty cells are skipped exactly.
+
+    Args: source_labels ``(N,)`` source class ids ``z >= 0``; target_labels ``(N,)`` target class ids ``y >= 0``.
+    """
+    z = _tensor(source_labels, "source_labels")
+    if z.ndim != 1 or z.shape[0] < 1:
+        raise ValueError(f"source_labels must be 1-D (N,) hard labels (the source model's argmax), got shape {tuple(z.shape)}.")
+    z = _labels(z, "source_labels", z.shape[0], z.device)
+    y = _labels(target_labels, "target_labels", z.shape[0], z.device)
+    num_z = int(z.max()) + 1
+    counts = torch.bincount(y * num_z + z, minlength=(int(y.max()) + 1) * num_z).view(-1, num_z).double()
+    joint = counts / z.shape[0]
+    p_z = joint.sum(0, keepdim=True).expand_as(joint)
+    occupied = joint > 0
+    return float((joint[occupied] * (joint[occupied] / p_z[occupied]).log()).sum())
+
+
+# ----------------------------------------------------------------------------- feature-based scores
+def _evidence(sigma, x2, residual_outside, alpha, beta, n: int, d: int) -> torch.Tensor:
+    """Log evidence from the SVD of F: ``sigma`` (r,) squared singular values, ``x2`` (r, K) = (U^T y)^2."""
+    t = (alpha / beta)[None, :]
+    s = sigma[:, None]
+    m2 = (s * x2 / (s + t) ** 2).sum(0)  # m^T m, m = beta A^-1 F^T y
+    res2 = (x2 * (t / (s + t)) ** 2).sum(0) + residual_outside  # ||F m - y||^2
+    # log|A| over all D directions: the D - r with sigma = 0 contribute log(alpha) each.
+    log_det = torch.log(alpha[None, :] + beta[None, :] * s).sum(0) + (d - sigma.shape[0]) * torch.log(alpha)
+    return (d / 2 * torch.log(alpha) + n / 2 * torch.log(beta) - n / 2 * math.log(2 * math.pi)
+            - beta / 2 * res2 - alpha / 2 * m2 - log_det / 2)
+
+
+def _svd_targets(features: torch.Tensor, targets: torch.Tensor):
+    u, s, _ = torch.linalg.svd(features, full_matrices=False)
+    rank = int((s > s.max() * max(features.shape) * torch.finfo(s.dtype).eps).sum())
+    if rank == 0:
+        raise ValueError("features are all zero; LogME needs features that vary (check the source model's output).")
+    x = u[:, :rank].T @ targets
+    outside = (targets.pow(2).sum(0) - x.pow(2).sum(0)).clamp_min(0)
+    return s[:rank] ** 2, x.pow(2), outside
+
+
+def bayesian_evidence(features, targets, alpha, beta) -> torch.Tensor:
+    """Log marginal likelihood ``log p(y | F, alpha, beta)`` of Bayesian linear regression (Bishop 2006, eq. 3.86).
+
+    Prior ``w ~ N(0, alpha^-1 I_D)``, noise ``y | F, w ~ N(F w, beta^-1 I_N)``, so ``y ~ N(0, beta^-1 I + alpha^-1 F F^T)``:
+    ``L = D/2 log a + N/2 log b - N/2 log 2pi - b/2 ||F m - y||^2 - a/2 m^T m - 1/2 log|A|``,
+    ``A = a I + b F^T F``, ``m = b A^-1 F^T y``; computed from one SVD of ``F``, as :func:`logme` does.
+
+    Args: features ``(N, D)``; targets ``(N,)`` or ``(N, K)``; alpha, beta ``> 0``, numbers or ``(K,)``.
+    Returns: float64 ``()`` for 1-D targets, else ``(K,)``, one evidence per column (not divided by ``N``).
+    """
+    features = _matrix(features, "features")
+    targets = _tensor(targets, "targets").to(device=features.device, dtype=torch.float64)
+    one_column = targets.ndim == 1
+    targets = targets[:, None] if one_column else targets
+    if targets.ndim != 2 or targets.shape[0] != features.shape[0]:
+        raise ValueError(f"targets must be (N,) or (N, K) with N = {features.shape[0]}, got shape {tuple(targets.shape)}.")
+    params = []
+    for value, name in ((alpha, "alpha"), (beta, "beta")):
+        value = torch.as_tensor(value, dtype=torch.float64, device=features.device).expand(targets.shape[1])
+        if not bool((value > 0).all() & torch.isfinite(value).all()):
+            raise ValueError(f"{name} must be > 0 and finite (a precision), got {value.tolist()}.")
+        params.append(value)
+    evidence = _evidence(*_svd_targets(features, targets), *params, *features.shape)
+    return evidence[0] if one_column else evidence
+
+
+def logme(features, labels, return_params: bool = False, tol: float = 1e-10, max_iter: int = 1000):
+    """LogME of You, Liu, Wang & Long, "LogME: Practical Assessment of Pre-trained Models for Transfer
+    Learning" (ICML 2021).
+
+    For each target class ``k`` the indicator ``y = [labels == k]`` is regressed on the features by
+    Bayesian linear regression and the log evidence :func:`bayesian_evidence` is maximised over
+    ``alpha, beta`` by the paper's fixed point (Algorithm 1; MacKay 1992), from ``alpha = beta = 1``:
+    ``gamma = sum_i b s_i / (a + b s_i)``, ``a <- gamma / m^T m``, ``b <- (N - gamma) / ||F m - y||^2``
+    (``s_i`` the eigenvalues of ``F^T F``), until ``a / b`` changes by less than ``tol`` (relative).
+    ``LogME = mean_k L_k(a_k, b_k) / N`` over the classes present in ``labels``; higher is better.
+
+    ``log|A|`` runs over all ``D`` directions, so all-zero feature columns (dead ReLUs) and the feature
+    scale leave the score unchanged. The LogME repository's default ``_fit_fixed_point`` sums
+    ``log(a + b s_i)`` over the ``k`` singular values it keeps (``min(N, D)``, or the rank if ``N > D``) but
+    keeps ``D/2 log a``, adding ``(D - k) log(a) / (2N)`` per class when ``N < D`` or features are dead or
+    collinear; it adds ``1e-5`` to both denominators and stops at a relative change of ``1e-3`` (11 steps at
+    most). Features with no signal for a class drive ``a -> inf`` (weights -> 0); the loop stops once ``L`` is flat.
+
+    Args: features ``(N, D)`` (the source model's features of the target images, ``N >= 2``); labels
+    ``(N,)`` target class ids; ``return_params``: return ``(score, alpha, beta)``, with float64 ``(K,)``
+    tensors for the classes present, instead of the score (a float).
+    """
+    features = _matrix(features, "features", min_rows=2)
+    labels = _labels(labels, "labels", features.shape[0], features.device)
+    tol, max_iter = positive_number(tol, "tol"), whole_number(max_iter, "max_iter")
+    n, d = features.shape
+    targets = (labels[:, None] == torch.unique(labels)[None, :]).double()
+    sigma, x2, outside = _svd_targets(features, targets)
+    alpha = beta = torch.ones(targets.shape[1], dtype=torch.float64, device=features.device)
+    tiny = torch.finfo(torch.float64).tiny
+    for _ in range(max_iter):
+        t = alpha / beta
+        s = sigma[:, None]
+        gamma = (s / (s + t)).sum(0)
+        m2 = (s * x2 / (s + t) ** 2).sum(0)
+        res2 = (x2 * (t / (s + t)) ** 2).sum(0) + outside
+        alpha, beta = gamma / m2.clamp_min(tiny), (n - gamma) / res2.clamp_min(tiny)
+        t_new = alpha / beta
+        # At t > 1e15 max(s) (no signal: weights -> 0) or t < 1e-15 min(s) (an exact fit) L no longer changes.
+        settled = ((t_new - t).abs() <= tol * t) | (t_new > 1e15 * sigma.max()) | (t_new < 1e-15 * sigma.min())
+        if bool(settled.all()):
+            break
+    score = float(_evidence(sigma, x2, outside, alpha, beta, n, d).mean() / n)
+    return (score, alpha, beta) if return_params else score
+
+
+def h_score(features, labels, shrinkage: float = 0.0) -> float:
+    """H-score of Bao, Li, Huang, Zhang, Zheng, Hu & Tao, "An Information-Theoretic Approach to
+    Transferability in Task Transfer Learning" (ICIP 2019).
+
+    ``H = tr(cov(f)^+ cov(E[f | y]))``: the between-class part of the feature covariance, measured in
+    units of the total covariance (a multivariate Fisher ratio; without shrinkage in ``[0, min(D, K - 1)]``).
+    Higher is better. Covariances divide by ``N`` (it cancels); ``^+`` is the pseudo-inverse, so redundant or
+    constant features do not blow it up. With ``N`` not much larger than ``D`` the small eigenvalues of
+    ``cov(f)`` are noise and inflate ``H``; ``shrinkage = s`` in ``[0, 1]`` uses
+    ``(1 - s) cov(f) + s (tr cov(f) / D) I``, the target of the shrinkage H-score of Ibrahim, Ponomareva &
+    Mazumder, "Newer is not always better: Rethinking transferability metrics, their peculiarities,
+    stability and performance" (arXiv:2110.06893), who pick ``s`` by Ledoit-Wolf.
+
+    Args: features ``(N, D)``, ``N >= 2``; labels ``(N,)`` target class ids.
+    """
+    features = _matrix(features, "features", min_rows=2)
+    labels = _labels(labels, "labels", features.shape[0], features.device)
+    shrinkage = real_number(shrinkage, "shrinkage")
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must be in [0, 1] (0: plain covariance), got {shrinkage}.")
+    n, d = features.shape
+    centred = features - features.mean(0)
+    cov_f = centred.T @ centred / n
+    cov_f = (1 - shrinkage) * cov_f + shrinkage * cov_f.diagonal().mean() * torch.eye(d, dtype=cov_f.dtype, device=cov_f.device)
+    classes, index = torch.unique(labels, return_inverse=True)
+    sums = torch.zeros(len(classes), d, dtype=features.dtype, device=features.device).index_add_(0, index, centred)
+    class_means = sums / torch.bincount(index, minlength=len(classes))[:, None]
+    g = class_means[index]  # E[f | y_i], centred (the class means average to the overall mean)
+    cov_g = g.T @ g / n
+    return float(torch.trace(torch.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+
+
+# ----------------------------------------------------------------------------- zero-shot
+def eszsl(features, class_attributes, labels, gamma: float = 1.0, lam: float = 1.0) -> torch.Tensor:
+    """ESZSL of Romera-Paredes & Torr, "An embarrassingly simple approach to zero-shot learning" (ICML 2015).
+
+    The paper writes instances as columns: ``X`` ``(d, m)``, ``Y`` ``(m, z)`` in ``{-1, 1}``, signatures
+    ``S`` ``(a, z)``, and solves ``min_V ||X^T V S - Y||^2 + g ||V S||^2 + l ||X^T V||^2 + g l ||V||^2``
+    in closed form, ``V = (X X^T + g I)^-1 X Y S^T (S S^T + l I)^-1``. Here rows are instances and
+    classes, as elsewhere in the book: ``F = X^T`` ``(N, D)``, ``S`` ``(K, A)`` (the paper's ``S^T``), so
+
+    ``V = (F^T F + gamma I_D)^-1 F^T Y S (S^T S + lam I_A)^-1``,  ``Y_ik = 1 if labels_i = k else -1``.
+
+    A new class with attributes ``s`` gets the score ``f^T V s`` (:func:`eszsl_scores`).
+
+    Args: features ``(N, D)`` of seen-class images; class_attributes ``(K, A)``, row ``k`` describing
+    seen class ``k``; labels ``(N,)`` in ``[0, K)``; gamma, lam ``> 0``. Returns ``V`` ``(D, A)`` float64.
+    """
+    features = _matrix(features, "features")
+    attributes = _matrix(class_attributes, "class_attributes", "(K, A): one row of attributes per class").to(features.device)
+    labels = _labels(labels, "labels", features.shape[0], features.device, num_classes=attributes.shape[0])
+    gamma, lam = positive_number(gamma, "gamma"), positive_number(lam, "lam")
+    y = 2 * F.one_hot(labels, attributes.shape[0]).double() - 1
+    d, a = features.shape[1], attributes.shape[1]
+    left = torch.linalg.solve(features.T @ features + gamma * torch.eye(d, dtype=torch.float64, device=features.device),
+                              features.T @ y @ attributes)
+    right = attributes.T @ attributes + lam * torch.eye(a, dtype=torch.float64, device=features.device)
+    return torch.linalg.solve(right, left.T).T  # right is symmetric: left @ right^-1
+
+
+def eszsl_scores(features, V, class_attributes) -> torch.Tensor:
+    """Compatibility scores ``F V S^T``: ``(N, K')`` float64 for features ``(N, D)``, ``V`` ``(D, A)`` from
+    :func:`eszsl` and the attributes ``(K', A)`` of the candidate (e.g. unseen) classes; predict the argmax."""
+    features = _matrix(features, "features")
+    V = _matrix(V, "V", "(D, A)").to(features.device)
+    attributes = _matrix(class_attributes, "class_attributes", "(K, A)").to(features.device)
+    if V.shape[0] != features.shape[1] or V.shape[1] != attributes.shape[1]:
+        raise ValueError(f"V must be (D, A) with D = features.shape[1] and A = class_attributes.shape[1], got "
+                         f"features {tuple(features.shape)}, V {tuple(V.shape)}, class_attributes {tuple(attributes.shape)}.")
+    return features @ V @ attributes.T
+
+
+# ----------------------------------------------------------------------------- elastic weight consolidation
+FISHER_MODES = ("sampled", "expected", "empirical")
+
+
+def _fisher_batches(data, batch_size: int, need_labels: bool):
+    """Yield ``(inputs, labels or None)`` from an ImageData, a tensor of inputs or an iterable of batches."""
+    if isinstance(data, (torch.Tensor, ImageData)):
+        images = data if isinstance(data, torch.Tensor) else data.images
+        labels = data.labels if isinstance(data, ImageData) and data.has_labels else None
+        if images.ndim < 2 or images.shape[0] < 1:
+            raise ValueError(f"data must hold at least one example (N, ...), got shape {tuple(images.shape)}.")
+        data = [(images[i:i + batch_size], None if labels is None else labels[i:i + batch_size])
+                for i in range(0, images.shape[0], batch_size)]
+    elif not hasattr(data, "__iter__"):
+        raise TypeError(f"data must be an ImageData, a tensor of inputs (N, ...) or an iterable of batches, "
+                        f"got {type(data).__name__}.")
+    for batch in data:
+        inputs, labels = (batch, None) if isinstance(batch, torch.Tensor) else (batch[0], batch[1] if len(batch) > 1 else None)
+        if need_labels and labels is None:
+            raise ValueError("data has no labels, which mode='empirical' needs (the Fisher at the data's labels); "
+                             "pass labelled data, or use mode='sampled' (the true Fisher).")
+        yield inputs, labels
+
+
+def diagonal_fisher(model: nn.Module, data, mode: str = "sampled", batch_size: int = 64, seed: int = 0) -> dict:
+    """Diagonal Fisher information of the model's predictive distribution, as in EWC (Kirkpatrick et al.,
+    "Overcoming catastrophic forgetting in neural networks", PNAS 2017):
+
+    ``F_i = mean_n E_y (d log p(y | x_n) / d theta_i)^2``: per-example squared gradients (not squared
+    batch gradients), averaged over the data, with the model in eval mode (BatchNorm running statistics,
+    no dropout; modes restored afterwards). ``mode`` chooses ``y``:
+
+    - ``'sampled'`` (default): the true Fisher, one label per example drawn from the model's own
+      ``p(y | x_n)`` (Monte Carlo; seeded by ``seed``);
+    - ``'expected'``: the true Fisher with the expectation over all ``K`` labels done exactly (``K`` times the work);
+    - ``'empirical'``: the "empirical Fisher" at the data's labels (needs labels), common in EWC code but
+      not the model's Fisher unless the labels follow the model's ``p(y | x)`` (Kunstner, Balles & Hennig,
+      "Limitations of the empirical Fisher approximation", NeurIPS 2019).
+
+    Args:
+        model: any ``nn.Module`` mapping inputs ``(B, ...)`` to logits ``(B, K)``.
+        data: an :class:`~tlbook.data.ImageData`, a tensor of inputs ``(N, ...)``, or an iterable of batches
+            (tensors or ``(inputs, labels, ...)`` tuples); moved batch by batch to the model's device.
+        batch_size: examples (``'expected'``: example-label pairs) per vectorised gradient call.
+
+    Returns ``{name: tensor}`` shaped like each trainable (``requires_grad``) parameter, for :func:`ewc_penalty`.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}.")
+    if mode not in FISHER_MODES:
+        from .models import unknown_name_error
+
+        raise unknown_name_error("mode", mode, FISHER_MODES)
+    batch_size, seed = whole_number(batch_size, "batch_size"), seed_value(seed)
+    params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("model has no trainable parameters (requires_grad); unfreeze the ones EWC should protect.")
+    buffers = dict(model.named_buffers())
+    reference = next(iter(params.values()))
+
+    def nll(p, x, y):
+        logits = functional_call(model, (p, buffers), (x.unsqueeze(0),))
+        return F.cross_entropy(_full(logits), y.unsqueeze(0))
+
+    per_example = vmap(grad(nll), in_dims=(None, 0, 0))
+    generator = torch.Generator().manual_seed(seed)
+    sums = {name: torch.zeros_like(p) for name, p in params.items()}
+    count = 0
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.autocast(reference.device.type, enabled=False):  # gradients in full precision
+            for inputs, labels in _fisher_batches(data, batch_size, mode == "empirical"):
+                x = inputs.to(device=reference.device, dtype=reference.dtype if inputs.is_floating_point() else None)
+                weights = torch.ones(x.shape[0], dtype=reference.dtype, device=x.device)
+                if mode == "empirical":
+                    y = torch.as_tensor(labels).to(device=x.device, dtype=torch.long)
+                else:
+                    with torch.no_grad():
+                        probs = F.softmax(_full(model(x)), dim=1)
+                    if mode == "sampled":
+                        y = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)
+                    else:
+                        k = probs.shape[1]
+                        x, y = x.repeat_interleave(k, 0), torch.arange(k, device=x.device).repeat(probs.shape[0])
+                        weights = probs.flatten().to(reference.dtype)
+                for start in range(0, x.shape[0], batch_size):
+                    grads = per_example(params, x[start:start + batch_size], y[start:start + batch_size])
+                    w = weights[start:start + batch_size]
+                    for name, g in grads.items():
+                        sums[name] += (w.view(-1, *[1] * (g.ndim - 1)) * g.pow(2)).sum(0)
+                count += inputs.shape[0]
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    if count == 0:
+        raise ValueError("data yielded no examples; the Fisher needs at least one.")
+    return {name: s / count for name, s in sums.items()}
+
+
+def ewc_penalty(model: nn.Module, fisher: dict, anchor, lam: float = 1.0) -> torch.Tensor:
+    """EWC penalty of Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks" (PNAS 2017):
+
+    ``lam / 2 * sum_i F_i (theta_i - theta*_i)^2`` over the parameters named in ``fisher``: a quadratic
+    (Laplace) approximation of the old task's loss around its solution ``theta*``. Add it to the new
+    task's loss inside a step; it computes in float32 (or float64) and reads nothing back to the host.
+
+    Args:
+        model: the ``nn.Module`` being trained (``theta``). fisher: ``{name: tensor}`` from
+            :func:`diagonal_fisher` on the old task's data. anchor: ``theta*``, a copy of the old model or
+            ``{name: tensor}`` (``{n: p.detach().clone() for n, p in model.named_parameters()}``).
+        lam: ``>= 0``, how much the old task counts. Returns a scalar tensor.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}.")
+    anchor = dict(anchor.named_parameters()) if isinstance(anchor, nn.Module) else anchor
+    for value, name in ((fisher, "fisher"), (anchor, "anchor")):
+        if not isinstance(value, dict) or not value:
+            raise TypeError(f"{name} must be a non-empty dict {{parameter name: tensor}}, got {type(value).__name__}.")
+    lam = non_negative_number(lam, "lam")
+    params = dict(model.named_parameters())
+    total = None
+    for name, f in fisher.items():
+        if name not in params:
+            raise ValueError(f"fisher has an entry {name!r} that is not a parameter of model; "
+                             f"compute it with diagonal_fisher on this model (parameters: {', '.join(list(params)[:5])}, ...).")
+        if name not in anchor:
+            raise ValueError(f"anchor has no entry {name!r}; save every parameter of the old model (named_parameters()).")
+        theta, star = params[name], anchor[name]
+        if not (torch.is_tensor(f) and torch.is_tensor(star) and f.shape == star.shape == theta.shape):
+            raise ValueError(f"fisher and anchor entries for {name!r} must be tensors shaped like the parameter "
+                             f"{tuple(theta.shape)}, got {tuple(getattr(f, 'shape', ()))} and "
+                             f"{tuple(getattr(star, 'shape', ()))}.")
+        term = (_full(f) * (_full(theta) - _full(star.detach())).pow(2)).sum()
+        total = term if total is None else total + term
+    return lam / 2 * total
