@@ -1,5 +1,6 @@
-"""Tests of tlbook.data: the loaders against independent decodings of the original files, the
-errors for missing or damaged offline data, the derived domains, and the subset helpers.
+"""Tests of tlbook's data: the loaders (tlbook.datasets, tlbook.omniglot) against independent decodings
+of the original files, the errors for missing or damaged offline data (archives and extracted files),
+bad arguments, the derived domains (tlbook.domains), and the subset helpers (tlbook.data).
 
 The loader tests read the offline copies in ``$TLBOOK_DATA`` (CI points it at shared/data) and are
 skipped when it is unset, since they must never download. The subset tests use scikit-learn's
@@ -21,8 +22,11 @@ import torch.nn.functional as F
 
 import tlbook as tl
 from tlbook import datasets as tldata
+from tlbook import domains as tldomains
+from tlbook import files as tlfiles
+from tlbook import omniglot as tlomniglot
 
-ROOT = tl.data_root()
+ROOT = tl.files.data_root()
 needs_data = pytest.mark.skipif(ROOT is None, reason="set TLBOOK_DATA to the offline data folder (shared/data)")
 
 
@@ -170,7 +174,7 @@ def test_omniglot_counts_and_a_drawing_decoded_independently():
         assert len({c.split("/")[0] for c in data.classes}) == n_alphabets
         assert data.num_classes == n_characters and len(data) == 20 * n_characters
         assert data.class_counts().tolist() == [20] * n_characters  # contiguous labels, 20 drawings each
-        assert (tldata._work_dir() / f"omniglot-{split}-v{tldata._OMNIGLOT_CACHE_VERSION}.pt").is_file()
+        assert tlomniglot.cache_path(split).is_file()
     # Latin and Greek are in both small background sets; the union counts them once.
     background = tl.load_dataset("omniglot", "background", device="cpu")
     assert sum(c.startswith("Latin/") for c in background.classes) == 26
@@ -275,6 +279,93 @@ def test_torchvision_layout_is_read_too(monkeypatch, tmp_path, mnist):
     assert len(tl.load_dataset("usps", "test", device="cpu")) == 1007
 
 
+# --- extracted files (torchvision only checks that they exist) -----------------------------------
+
+
+def test_idx_archive_md5s_are_torchvisions():
+    from torchvision.datasets import KMNIST, MNIST
+
+    for folder, cls in (("MNIST", MNIST), ("KMNIST", KMNIST)):
+        archives = [(gz, md5) for gz, md5, _ in tldata._IDX_FILES[folder]]
+        assert set(archives) <= set(map(tuple, cls.resources)), folder
+
+
+@needs_data
+@pytest.mark.parametrize("folder", ["MNIST", "KMNIST"])
+def test_extracted_md5s_are_those_of_the_archives_contents(folder):
+    import hashlib
+
+    for gz, _, md5 in tldata._IDX_FILES[folder]:  # an independent decompression: gzip, not torchvision
+        assert hashlib.md5(gzip.open(mnist_file(folder, gz)).read()).hexdigest() == md5, gz
+
+
+def damage(path: Path, how: str) -> None:
+    raw = bytearray(path.read_bytes())
+    if how == "truncate":
+        raw = raw[: len(raw) // 3]
+    else:  # flip a few bytes in the pixels: the file keeps its size and its IDX header
+        for i in (len(raw) // 2, len(raw) // 2 + 1, len(raw) - 1):
+            raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@needs_data
+@pytest.mark.parametrize("name,folder,damaged", [
+    ("mnist", "MNIST", "t10k-images-idx3-ubyte"),
+    ("mnist", "MNIST", "t10k-labels-idx1-ubyte"),
+    ("kmnist", "KMNIST", "t10k-images-idx3-ubyte"),
+])
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_extracted_file_is_extracted_again(monkeypatch, tmp_path, name, folder, damaged, how):
+    monkeypatch.setenv("TLBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(tldata, "_MEMO", {})
+    first = tl.load_dataset(name, "test", device="cpu")
+    path = tmp_path / "data" / folder / "raw" / damaged
+    damage(path, how)
+    monkeypatch.setattr(tldata, "_MEMO", {})  # a new process: nothing remembered
+    again = tl.load_dataset(name, "test", device="cpu")
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    pixels = read_idx(mnist_file(folder, "t10k-images-idx3-ubyte.gz"))  # and both equal the archive's
+    assert row_counter(again.images) <= collections.Counter(r.tobytes() for r in pixels.reshape(len(pixels), -1))
+    assert path.read_bytes() == gzip.open(mnist_file(folder, damaged + ".gz")).read()
+
+
+@needs_data
+def test_a_damaged_extracted_file_that_cannot_be_extracted_again_is_a_clear_error(monkeypatch, tmp_path):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setenv("TLBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(tldata, "_MEMO", {})
+    tl.load_dataset("mnist", "test", device="cpu")
+    damage(tmp_path / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte", "flip")
+    monkeypatch.setattr(tldata, "_MEMO", {})
+
+    def offline_download(self):
+        raise RuntimeError("Error downloading t10k-images-idx3-ubyte.gz (no network).")
+
+    monkeypatch.setattr(MNIST, "download", offline_download)
+    with pytest.raises(RuntimeError, match="t10k-images-idx3-ubyte in .* were damaged .* could not be extracted again"):
+        tl.load_dataset("mnist", "test", device="cpu")
+
+
+@needs_data
+def test_a_wrong_extraction_is_refused(monkeypatch, tmp_path):
+    import torchvision.datasets.mnist as tv_mnist
+
+    monkeypatch.setenv("TLBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(tldata, "_MEMO", {})
+    real = tv_mnist.download_and_extract_archive
+
+    def extract_wrongly(url, download_root, filename=None, md5=None, **kw):
+        real(url, download_root, filename=filename, md5=md5, **kw)
+        if filename.startswith("t10k-images"):
+            damage(Path(download_root) / filename[: -len(".gz")], "flip")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", extract_wrongly)
+    with pytest.raises(RuntimeError, match="t10k-images-idx3-ubyte was extracted again .* still does not match"):
+        tl.load_dataset("mnist", "test", device="cpu")
+
+
 # --- names and arguments -----------------------------------------------------------------------
 
 
@@ -295,6 +386,61 @@ def test_mnist_m_needs_three_channels():
         tl.load_dataset("mnist-m", "test")
 
 
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+
+
+@pytest.mark.parametrize("kwargs,error,names", [
+    (dict(size=2.5), TypeError, "size"),
+    (dict(size=True), TypeError, "size"),
+    (dict(size=0), ValueError, "size"),
+    (dict(size="28"), TypeError, "size"),
+    (dict(channels=2), ValueError, "channels"),
+    (dict(channels=True), ValueError, "channels"),
+    (dict(device="gpu"), ValueError, "device='gpu'"),
+    pytest.param(dict(device="cuda"), ValueError, "device='cuda'", marks=NO_GPU),
+    pytest.param(dict(device="cuda:0"), ValueError, "device='cuda:0'", marks=NO_GPU),
+    (dict(device="meta"), ValueError, "device='meta'"),
+    (dict(name="mnsit"), ValueError, "dataset 'mnsit'. Did you mean 'mnist'"),
+    (dict(name=["mnist"]), ValueError, "dataset ['mnist']"),
+    (dict(split="validation"), ValueError, "split 'validation'"),
+    (dict(name="omniglot", split="train"), ValueError, "split 'train' of 'omniglot'"),
+])
+def test_bad_input_to_load_dataset(kwargs, error, names):
+    args = dict(name="mnist", split="test") | kwargs
+    with pytest.raises(error) as err:
+        tl.load_dataset(**args)  # refused before any file is read
+    assert names in str(err.value)
+    if "device" in kwargs and kwargs["device"].startswith("cuda"):
+        assert "device='cpu'" in str(err.value) and "Leave device out" in str(err.value)  # says what to do
+
+
+TINY = tl.ImageData(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), ["a", "b"], "tiny")
+
+
+@pytest.mark.parametrize("call,error,names", [
+    (lambda: tldomains.rotate(TINY, float("nan")), ValueError, "degrees"),
+    (lambda: tldomains.rotate(TINY, float("inf")), ValueError, "degrees"),
+    (lambda: tldomains.rotate(TINY, None), TypeError, "degrees"),
+    (lambda: tldomains.rotate(TINY.images, 45), TypeError, "rotate: data must be a tlbook ImageData"),
+    (lambda: tldomains.invert(TINY.images), TypeError, "invert: data must be a tlbook ImageData"),
+    (lambda: tldomains.blend_with_photos(TINY.images), TypeError, "blend_with_photos: data must be a tlbook ImageData"),
+    (lambda: tldomains.blend_with_photos(TINY, seed=-1), ValueError, "seed"),
+    (lambda: tldomains.blend_with_photos(TINY, seed=0.5), TypeError, "seed"),
+    (lambda: tldomains.blend_with_photos(tl.ImageData(torch.rand(2, 2, 8, 8), None, ["a"]), 0), ValueError, "1 or 3 channels"),
+])
+def test_bad_input_to_the_derived_domains(call, error, names):
+    with pytest.raises(error, match=None) as err:
+        call()
+    assert names in str(err.value)
+
+
+def test_derived_domains_keep_labels_and_columns():
+    data = TINY.with_columns(weight=torch.arange(4.0))
+    for out in (tldomains.invert(data), tldomains.rotate(data, 90), tldomains.blend_with_photos(data, seed=1)):
+        assert torch.equal(out.labels, data.labels) and torch.equal(out.columns["weight"], torch.arange(4.0))
+    assert torch.equal(tldomains.invert(data).images, 1 - data.images) and tldomains.blend_with_photos(data).shape == (3, 8, 8)
+
+
 def test_every_dataset_has_splits_and_a_description():
     assert set(tl.DATASETS) == set(tldata.SPLITS)
     assert all(isinstance(d, str) and d for d in tl.DATASETS.values())
@@ -312,9 +458,9 @@ def test_inverted_and_rotated_mnist(mnist):
     assert rotated.images.shape == plain.images.shape and torch.equal(rotated.labels, plain.labels)
     assert 0 <= float(rotated.images.min()) and float(rotated.images.max()) <= 1
     assert not torch.allclose(rotated.images, plain.images)
-    torch.testing.assert_close(rotated.images, tldata.rotate(plain, 45).images)
+    torch.testing.assert_close(rotated.images, tldomains.rotate(plain, 45).images)
     # Oracle: a quarter turn is an exact pixel permutation (counter-clockwise, like torch.rot90).
-    quarter = tldata.rotate(plain.subset(torch.arange(50)), 90).images
+    quarter = tldomains.rotate(plain.subset(torch.arange(50)), 90).images
     torch.testing.assert_close(quarter, torch.rot90(plain.images[:50], 1, dims=(-2, -1)))
 
 
@@ -326,17 +472,17 @@ def test_mnist_m(mnist):
     assert 0 <= float(colour.images.min()) and float(colour.images.max()) <= 1
     assert (colour.images[:, 0] - colour.images[:, 1]).abs().mean() > 0.01  # really in colour
     assert (colour.images - plain.images).abs().mean() > 0.1
-    assert torch.equal(colour.images, tldata.blend_with_photos(plain, seed=tldata._BLEND_SEEDS["test"]).images)
-    assert not torch.equal(colour.images[:100], tldata.blend_with_photos(plain.subset(torch.arange(100)), 5).images)
+    assert torch.equal(colour.images, tldomains.blend_with_photos(plain, seed=tldata._BLEND_SEEDS["test"]).images)
+    assert not torch.equal(colour.images[:100], tldomains.blend_with_photos(plain.subset(torch.arange(100)), 5).images)
 
 
 def test_blend_is_the_absolute_difference_with_a_photo_patch():
     n = 40
     zeros = tl.ImageData(torch.zeros(n, 1, 28, 28), torch.zeros(n, dtype=torch.long), ["0"], "zeros")
     ones = tl.ImageData(torch.ones(n, 1, 28, 28), torch.zeros(n, dtype=torch.long), ["0"], "ones")
-    patches = tldata.blend_with_photos(zeros, seed=3).images  # |patch - 0| = the patch itself
-    torch.testing.assert_close(tldata.blend_with_photos(ones, seed=3).images, 1 - patches)
-    photos = tldata._photos()
+    patches = tldomains.blend_with_photos(zeros, seed=3).images  # |patch - 0| = the patch itself
+    torch.testing.assert_close(tldomains.blend_with_photos(ones, seed=3).images, 1 - patches)
+    photos = tldomains._photos()
     for patch in patches[:5]:  # each patch is a 28x28 window of one of the photos
         found = False
         for photo in photos:
@@ -385,7 +531,7 @@ def test_random_split_is_disjoint_and_sized(digits):
 
 def test_batches_cover_the_range_once():
     gen = torch.Generator().manual_seed(0)
-    parts = list(tl.batches(103, 10, generator=gen))
+    parts = list(tl.data.batches(103, 10, generator=gen))
     assert [len(p) for p in parts] == [10] * 10 + [3]
     assert torch.equal(torch.sort(torch.cat(parts)).values, torch.arange(103))
-    assert torch.equal(torch.cat(list(tl.batches(7, 3, shuffle=False))), torch.arange(7))
+    assert torch.equal(torch.cat(list(tl.data.batches(7, 3, shuffle=False))), torch.arange(7))

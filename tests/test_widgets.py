@@ -1,7 +1,12 @@
 """Tests of tlbook.widgets: what the client-side explorer emits (and computes, in a headless browser),
 and the live panel driven from Python the way a reader's click drives it, with a tiny distillation run.
+
+The tests that need a browser have names ending in ``in_the_browser``; ``make widgets7`` runs the
+others under ipywidgets 7 (what Colab ships) with ``-k "not in_the_browser"`` and sets
+``TLBOOK_EXPECT_IPYWIDGETS=7`` so that a wrong import path cannot pass unnoticed.
 """
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -14,6 +19,13 @@ import tlbook as tl
 from conftest import run_chromium
 
 LOGITS = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 0.0, 3.0, -1.0]])
+
+
+def test_the_expected_ipywidgets_is_imported():
+    expected = os.environ.get("TLBOOK_EXPECT_IPYWIDGETS")
+    if not expected:
+        pytest.skip("TLBOOK_EXPECT_IPYWIDGETS is not set (make widgets7 sets it)")
+    assert widgets.__version__.split(".")[0] == expected, (widgets.__version__, widgets.__file__)
 
 
 def payload(html_text: str, element_id: str) -> dict:
@@ -84,6 +96,19 @@ def test_run_panel_calls_the_function_with_the_controls_values():
         tl.widgets.RunPanel(lambda x: x, dict(x=3))
 
 
+def test_the_chapters_controls_work_in_this_ipywidgets():
+    """The controls the chapters build, as they build them (also run under ipywidgets 7: make widgets7)."""
+    seen = []
+    shown = widgets.interactive(lambda index, example, T, alpha: seen.append((index, example, T, alpha)),
+                                index=widgets.IntSlider(value=2, min=0, max=9, description="test image"),
+                                example=widgets.Dropdown(options=[("first", 0), ("second", 1)], description="test digit",
+                                                         layout=widgets.Layout(width="28em")),
+                                T=widgets.FloatLogSlider(value=4.0, base=10, min=-0.3, max=1.7, step=0.01, description="T"),
+                                alpha=widgets.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="α"))
+    shown.children[1].value = 1  # what a reader's choice in the dropdown does
+    assert seen and seen[-1] == (2, 1, pytest.approx(4.0), 0.5)
+
+
 def stripes(n, seed):
     """Two classes of noisy stripes (horizontal or vertical), learnable in a few steps."""
     gen = torch.Generator().manual_seed(seed)
@@ -99,14 +124,16 @@ def test_distil_now_panel_trains_when_its_button_is_clicked():
     train, test = stripes(256, seed=0), stripes(256, seed=1)
     teacher = tl.make_model("mlp", num_classes=2, image_size=8, hidden=(32,), seed=0)
     tl.fit(teacher, train, steps=30, progress=False)
-    teacher_logits = tl.predict(teacher, train)
-    rows = tl.ImageData(train.images, torch.arange(len(train)), train.classes, "stripes (row numbers)")
+    with_teacher = train.with_columns(teacher_logits=tl.predict(teacher, train))
 
     def distil_now(temperature, alpha, width, steps):
         student = tl.make_model("mlp", num_classes=2, image_size=8, hidden=(width,), seed=0)
-        step = lambda model, batch: tl.distillation_loss(model(batch[0]), teacher_logits[batch[1]],
-                                                         train.labels[batch[1]], temperature, alpha)
-        history = tl.fit(student, rows, step, steps=steps, batch_size=64, progress=False)
+
+        def step(model, batch):
+            images, labels, teacher_logits = batch
+            return tl.distillation_loss(model(images), teacher_logits, labels, temperature, alpha)
+
+        history = tl.fit(student, with_teacher, step, steps=steps, batch_size=64, progress=False)
         return dict(width=width, steps=history["step"][-1], accuracy=tl.evaluate(student, test))
 
     panel = tl.widgets.RunPanel(distil_now, dict(
@@ -168,3 +195,56 @@ def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser(chromi
     assert [float(v) for v in first] == pytest.approx(means[:, 2].tolist(), abs=1e-5)   # k = 100, x = depth
     # x axis now k; the slider (over depth, max 1) was clamped from 2 to the last depth
     assert [float(v) for v in second] == pytest.approx(means[1].tolist(), abs=1e-5)
+
+
+# --- bad input: each error names the argument -------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+SLIDER = widgets.IntSlider(value=1, min=0, max=3)
+
+
+@pytest.mark.parametrize("kwargs,error,names", [
+    (dict(logits=[[1.0, NAN]]), ValueError, "logits must be finite"),
+    (dict(logits=[[INF, 0.0], [0.0, 1.0]]), ValueError, "logits must be finite"),
+    (dict(logits=[[-INF, 0.0]]), ValueError, "logits must be finite"),
+    (dict(logits="4 1 -2"), TypeError, "logits must be numbers"),
+    (dict(logits=LOGITS, images=torch.full((2, 1, 3, 3), NAN)), ValueError, "images must be finite"),
+    (dict(logits=LOGITS, start=NAN), ValueError, "start"),
+    (dict(logits=LOGITS, start="hot"), TypeError, "start"),
+    (dict(logits=LOGITS, temperatures=(NAN, 5)), ValueError, "temperatures"),
+    (dict(logits=LOGITS, temperatures=3), TypeError, "temperatures"),
+])
+def test_bad_input_to_softmax_explorer(kwargs, error, names):
+    with pytest.raises(error) as err:
+        tl.widgets.softmax_explorer(**kwargs)
+    assert names in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,error,names", [
+    (dict(values=GRID.masked_fill(GRID > 0.7, NAN)), ValueError, "values must be finite"),
+    (dict(values=GRID * INF), ValueError, "values must be finite"),
+    (dict(baselines={"scratch": torch.tensor([[0.1, NAN, 0.3]])}), ValueError, "baseline 'scratch' must be finite"),
+    (dict(baselines=[0.1, 0.2, 0.3]), TypeError, "baselines must be a dict"),
+    (dict(axes="depth"), ValueError, "axes must be two"),
+])
+def test_bad_input_to_grid_explorer(kwargs, error, names):
+    args = dict(values=GRID, axes=AXES) | kwargs
+    with pytest.raises(error) as err:
+        tl.widgets.grid_explorer(**args)
+    assert names in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,error,names", [
+    (dict(run=3), TypeError, "run must be a function"),
+    (dict(controls=[SLIDER]), TypeError, "controls must be a dict"),
+    (dict(controls=None), TypeError, "controls must be a dict"),
+    (dict(controls=dict(x=3)), TypeError, "controls must be ipywidgets value widgets"),
+    (dict(controls=dict(x=widgets.Button())), TypeError, "controls must be ipywidgets value widgets"),
+    (dict(controls={"two words": SLIDER}), TypeError, "controls must be ipywidgets value widgets"),
+    (dict(description=7), TypeError, "description must be a string"),
+])
+def test_bad_input_to_run_panel(kwargs, error, names):
+    args = dict(run=lambda x: x, controls=dict(x=SLIDER)) | kwargs
+    with pytest.raises(error) as err:
+        tl.widgets.RunPanel(**args)
+    assert names in str(err.value)

@@ -12,6 +12,7 @@ Every chapter uses it the same way::
 
 Modules, one job each: ``runtime`` (device, precision, seeds, quick mode, the run record),
 ``data`` (the ImageData container, subsets, samplers), ``datasets`` (the book's datasets),
+``domains`` (derived domains: inverted, rotated, colour blends), ``omniglot`` (Omniglot's files),
 ``files`` (dataset files, checksums), ``models`` (body/head networks), ``train`` (the loop),
 ``transfer`` (freezing, learning-rate groups), ``cache`` (trained models on disk, source models),
 ``losses`` / ``meta`` / ``adapt`` / ``fusion`` (reference implementations the chapters check their
@@ -23,6 +24,7 @@ __version__ = "0.2.0"
 from .cache import cached_model, load_model, save_model, source_model
 from .data import ImageData, Sampler, class_subset, per_class_subset, random_split, random_subset, validation_split
 from .datasets import DATASETS, load_dataset
+from .domains import blend_with_photos, invert, rotate
 from .losses import distillation_loss
 from .models import BodyHeadNet, make_model, reset_head, wrap_model
 from .plots import spread

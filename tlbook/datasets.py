@@ -1,24 +1,24 @@
-"""The book's datasets: where each comes from, how it is decoded and split, and derived domains.
+"""The book's datasets: where each comes from, how it is decoded and split.
 
 :func:`load_dataset` gives the book's datasets (:data:`DATASETS`) as :class:`~tlbook.data.ImageData`
 on the device. With ``$TLBOOK_DATA`` set it reads offline copies from that folder and never
 downloads; otherwise torchvision downloads from the official sources. Both ways check the md5 of
-every file before reading it (:mod:`tlbook.files`).
+every file before reading it, extracted files included (:mod:`tlbook.files`). The derived domains
+(inverted, rotated, blended with photos) are made by :mod:`tlbook.domains`.
 """
 from __future__ import annotations
 
-import io
 import os
-import zipfile
-from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import load_weights, save_atomic
+from . import omniglot
+from .checks import whole_number
 from .data import ImageData
-from .files import DATA_ENV, _link_or_copy, _md5_error, _missing_error, _prepare_lock, _stage, _work_dir, data_root
+from .domains import blend_with_photos, invert, rotate
+from .files import DATA_ENV, _check_extracted, _drop_damaged_extracted, _prepare_lock, _stage, _work_dir, data_root
 
 
 # --- Datasets ----------------------------------------------------------------------------------
@@ -69,27 +69,24 @@ ROTATION_DEGREES = 45.0
 # Seeds of the mnist-m patches, different per split so train and test get different patches.
 _BLEND_SEEDS = {"train": 0, "test": 1}
 
-_OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
-# Each part of a split is one zip; where two files are listed, either will do (same PNGs inside).
-_OMNIGLOT_PARTS = {
-    "background": [
-        [("images_background_small1.zip", "e704a628b5459e08445c13499850abc4")],
-        [("images_background_small2.zip", "b75a71a51d3b13f821f212756fe481fd")],
+# The IDX files of MNIST and KMNIST: (archive, md5 of the archive, md5 of the file extracted from it).
+# The archive md5s are torchvision's. torchvision checks an archive before extracting it but then
+# only checks that the extracted file exists, so a truncated or altered extracted file would be read
+# as wrong images; the extracted md5s (of the official archives' contents, `gzip -dc FILE | md5sum`)
+# let tlbook catch that and have the file extracted again.
+_IDX_FILES = {
+    "MNIST": [
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
     ],
-    "evaluation": [
-        [
-            ("images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),  # the official zip
-            # the same 13180 PNGs in a repacked zip (the offline copy in shared/data)
-            ("images_evaluation_repacked.zip", "38b7d089f6fde29684a527400983af18"),
-        ]
+    "KMNIST": [  # the test split only: the book's KMNIST task is built from it alone
+        ("t10k-images-idx3-ubyte.gz", "5c965bf0a639b31b8f53240b1b52f4d7", "bf305b8cd328700fbc17f5acbc2856d2"),
+        ("t10k-labels-idx1-ubyte.gz", "7320c461ea6c1c855c0b718fb2a4b134", "9f55f451c0988b028eccdf7d5cc265ab"),
     ],
 }
-_OMNIGLOT_SIDE = 105
-# Bump when the decoded-file format changes, so an old cache file is not misread.
-_OMNIGLOT_CACHE_VERSION = 1
 
-# scikit-image's bundled colour photographs (they ship inside the package, so no download).
-_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 _MEMO: dict = {}
 
@@ -101,9 +98,10 @@ def load_dataset(name: str, split: str = "train", device=None, size: int = 28, c
         name: one of :data:`DATASETS` (``'mnist'``, ``'mnist-inverted'``, ``'mnist-rotated'``,
             ``'mnist-m'``, ``'kmnist'``, ``'usps'``, ``'digits'``, ``'omniglot'``).
         split: ``'train'`` or ``'test'``; ``'background'`` or ``'evaluation'`` for Omniglot.
-        device: where the tensors go; default :func:`tlbook.runtime.device`.
-        size: side of the returned images; other native sizes are resized with antialiased
-            bilinear interpolation (MNIST 28, USPS 16, digits 8, Omniglot 105).
+        device: where the tensors go (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``, a ``torch.device``);
+            default :func:`tlbook.runtime.device`.
+        size: side of the returned images, a whole number of pixels; other native sizes are resized
+            with antialiased bilinear interpolation (MNIST 28, USPS 16, digits 8, Omniglot 105).
         channels: 1, or 3 to repeat grey images (to pair MNIST with the colour ``'mnist-m'``,
             which only exists with 3 channels).
 
@@ -118,31 +116,56 @@ def load_dataset(name: str, split: str = "train", device=None, size: int = 28, c
     The first call per (name, split, size) reads the files (seconds); later calls in the same
     process copy from memory. Each call returns new tensors, so editing them in place is safe.
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         from .models import unknown_name_error
 
         raise unknown_name_error("dataset", name, DATASETS)
-    if split not in SPLITS[name]:
+    if not isinstance(split, str) or split not in SPLITS[name]:
         raise ValueError(f"Unknown split {split!r} of {name!r}. Valid splits: {', '.join(map(repr, SPLITS[name]))}.")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}.")
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (grey repeated, or colour for mnist-m), got {channels!r}.")
     if name == "mnist-m" and channels != 3:
         raise ValueError(
             "mnist-m is a colour dataset: pass channels=3 (and load the MNIST source with channels=3 too, "
             "so both domains have the same shape)."
         )
-    if int(size) < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}.")
-    from .runtime import device as default_device
-
-    dev = default_device() if device is None else torch.device(device)
-    data = _load_cpu(name, split, int(size))
+    size = whole_number(size, "size")
+    dev = _checked_device(device)
+    data = _load_cpu(name, split, size)
     if channels == 3 and data.images.shape[1] == 1:
         images = data.images.to(dev).repeat(1, 3, 1, 1)
     else:
         # copy=True: on the CPU a plain .to() would hand out the memo's own tensor.
         images = data.images.to(dev, copy=True)
     return ImageData(images, data.labels.to(dev, copy=True), data.classes, data.name)
+
+
+def _checked_device(device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here; ``None`` means :func:`tlbook.runtime.device`."""
+    from .runtime import device as default_device
+
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device={device!r} is not a device torch knows; pass 'cpu', 'cuda', 'cuda:1' or 'mps', "
+            "or leave it out to use tl.device()."
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but torch sees no CUDA GPU here. Leave device out (tl.device() picks the best "
+            "device there is) or pass device='cpu'; on Colab, choose a GPU under Runtime > Change runtime type."
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but torch sees only {torch.cuda.device_count()} GPU(s), cuda:0 onwards.")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device={device!r} but this machine has no Apple GPU (MPS); leave device out or pass 'cpu'.")
+    if dev.type == "meta":
+        raise ValueError("device='meta' holds no values; pass 'cpu', 'cuda' or 'mps', or leave device out.")
+    return dev
 
 
 def _load_cpu(name: str, split: str, size: int) -> ImageData:
@@ -210,15 +233,43 @@ def _book_split(name: str, split: str, read) -> tuple:
     return images[keep], labels[keep]
 
 
+def _read_idx(dataset_class, folder: str, train: bool) -> tuple:
+    """MNIST or KMNIST through torchvision, every file checked: ``(images (N, 1, 28, 28) uint8, labels (N,))``.
+
+    The archives are staged (offline) and checked; the extracted files of the split are checked too,
+    and one with a wrong md5 is deleted, so that torchvision extracts it again from its checked
+    archive instead of reading it as it is.
+    """
+    root, url = _work_dir(), dataset_class.mirrors[0]
+    raw = root / folder / "raw"
+    archives = [(gz, md5) for gz, md5, _ in _IDX_FILES[folder]]
+    prefix = "train-" if train else "t10k-"  # torchvision reads only the split's two files
+    extracted = [(gz[: -len(".gz")], md5) for gz, _, md5 in _IDX_FILES[folder] if gz.startswith(prefix)]
+    with _prepare_lock(folder):
+        _stage(folder, archives, raw, [folder.lower(), f"{folder}/raw"], url)
+        absent, deleted = _drop_damaged_extracted(raw, extracted)
+        try:
+            # download=True: with the checked archives present torchvision downloads nothing, and extracts
+            # them again if an extracted file is absent.
+            ds = dataset_class(root, train=train, download=True)
+        except RuntimeError as err:
+            if not deleted:
+                raise
+            raise RuntimeError(
+                f"{folder}: the extracted file(s) {', '.join(deleted)} in {raw} were damaged (wrong md5) and were "
+                f"deleted, but could not be extracted again: {str(err).strip()} Put the archives back in {raw} "
+                f"(official source: {url}) or {'fix' if data_root() is not None else 'set'} {DATA_ENV}."
+            ) from err
+        if absent:  # extracted just now: make sure the result is right before it is used
+            _check_extracted(folder, raw, extracted, url)
+    return ds.data[:, None], ds.targets.long()
+
+
 def _load_mnist(split: str, size: int) -> ImageData:
     from torchvision.datasets import MNIST
 
-    root = _work_dir()
-    with _prepare_lock("MNIST"):
-        _stage("MNIST", MNIST.resources, root / "MNIST" / "raw", ["mnist", "MNIST/raw"], MNIST.mirrors[0])
-        # download=True: with the staged files present (md5 checked) torchvision only extracts them.
-        ds = MNIST(root, train=split == "train", download=True)
-    return ImageData(_resize(ds.data[:, None], size), ds.targets.long(), DIGIT_CLASSES, f"mnist/{split}")
+    images, labels = _read_idx(MNIST, "MNIST", train=split == "train")
+    return ImageData(_resize(images, size), labels, DIGIT_CLASSES, f"mnist/{split}")
 
 
 def _read_kmnist_test() -> tuple:
@@ -237,11 +288,7 @@ def _read_kmnist_test() -> tuple:
         def processed_folder(self) -> str:
             return os.path.join(self.root, "KMNIST", "processed")
 
-    root = _work_dir()
-    with _prepare_lock("KMNIST"):
-        _stage("KMNIST", KMNISTTestOnly.resources, root / "KMNIST" / "raw", ["kmnist", "KMNIST/raw"], KMNIST.mirrors[0])
-        ds = KMNISTTestOnly(root, train=False, download=True)
-    return ds.data[:, None], ds.targets.long()  # (10000, 1, 28, 28) uint8, (10000,)
+    return _read_idx(KMNISTTestOnly, "KMNIST", train=False)  # (10000, 1, 28, 28) uint8, (10000,)
 
 
 def _load_kmnist(split: str, size: int) -> ImageData:
@@ -283,151 +330,19 @@ def _load_digits(split: str, size: int) -> ImageData:
     return ImageData(_resize(images, size), labels, DIGIT_CLASSES, f"digits/{split}")
 
 
-def _omniglot_zips(split: str) -> list:
-    """Paths of the checked zips that make up an Omniglot split, downloading them when allowed."""
-    from torchvision.datasets.utils import check_integrity, download_url
-
-    root, work = data_root(), _work_dir() / "omniglot-py"
-    folders = ([root / "omniglot", root / "omniglot-py"] if root is not None else []) + [work]
-    paths, missing = [], []
-    for alternatives in _OMNIGLOT_PARTS[split]:
-        found = next(
-            ((f / name, md5) for name, md5 in alternatives for f in folders if (f / name).is_file()), None
-        )
-        if found is None and root is None:
-            name, md5 = alternatives[0]
-            download_url(_OMNIGLOT_URL + name, work, name, md5)  # checks the md5
-            found = (work / name, md5)
-        if found is None:
-            missing.append(" or ".join(name for name, _ in alternatives))
-            continue
-        path, md5 = found
-        if not check_integrity(path, md5):
-            raise _md5_error(path, md5, _OMNIGLOT_URL + alternatives[0][0])
-        paths.append(path)
-    if missing:
-        raise _missing_error("Omniglot", missing, folders, _OMNIGLOT_URL)
-    return paths
-
-
-def _decode_omniglot(zips: list) -> dict:
-    """Read every PNG of the zips: strokes packed as bits, one label per character.
-
-    Returns ``{'bits': (N, ceil(105*105/8)) uint8, 'labels': (N,) int64, 'classes': ['Alphabet/characterNN', ...]}``,
-    sorted by class and file name. Packed bits keep the cache file small (the PNGs are 1-bit).
-    """
-    from PIL import Image
-
-    entries = []  # (class name, file name, zip index, member)
-    for z, path in enumerate(zips):
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                parts = member.split("/")
-                if member.endswith(".png") and "__MACOSX" not in parts and len(parts) >= 3:
-                    entries.append((f"{parts[-3]}/{parts[-2]}", parts[-1], z, member))
-    # small1 and small2 both contain Latin and Greek (byte-identical files): keep each drawing once.
-    entries = sorted({(c, f): (c, f, z, m) for c, f, z, m in entries}.values())
-    classes = sorted({e[0] for e in entries})
-    index = {c: k for k, c in enumerate(classes)}
-    pixels = _OMNIGLOT_SIDE * _OMNIGLOT_SIDE
-    bits = np.empty((len(entries), (pixels + 7) // 8), dtype=np.uint8)
-    archives = [zipfile.ZipFile(p) for p in zips]
-    try:
-        for i, (_, _, z, member) in enumerate(entries):
-            with Image.open(io.BytesIO(archives[z].read(member))) as img:
-                grey = np.asarray(img.convert("L"))
-            if grey.shape != (_OMNIGLOT_SIDE, _OMNIGLOT_SIDE):
-                raise ValueError(f"{zips[z]}:{member} is {grey.shape}, expected 105x105; is this the Omniglot zip?")
-            # The PNGs draw black strokes on white; invert so strokes are 1 on 0, like MNIST.
-            bits[i] = np.packbits((grey < 128).reshape(-1))
-    finally:
-        for a in archives:
-            a.close()
-    labels = torch.tensor([index[e[0]] for e in entries], dtype=torch.long)
-    return {"bits": torch.from_numpy(bits), "labels": labels, "classes": classes, "version": _OMNIGLOT_CACHE_VERSION}
-
-
 def _load_omniglot(split: str, size: int) -> ImageData:
-    # Decoding 19k PNGs takes seconds, so the result is cached once per split; later sizes reuse it.
-    path = _work_dir() / f"omniglot-{split}-v{_OMNIGLOT_CACHE_VERSION}.pt"
-    with _prepare_lock(f"omniglot-{split}"):  # another process may be decoding it right now
-        if path.exists():
-            entry = load_weights(path)
-        else:
-            entry = _decode_omniglot(_omniglot_zips(split))
-            save_atomic(entry, path)
-    pixels = _OMNIGLOT_SIDE * _OMNIGLOT_SIDE
+    entry = omniglot.packed(split)  # strokes as bits, (N, ceil(105 * 105 / 8)) uint8
+    pixels = omniglot.SIDE * omniglot.SIDE
     n = len(entry["labels"])
     images = torch.empty(n, 1, size, size)
     for start in range(0, n, 2048):  # unpacked at 105x105, 2048 images take 90 MB as float
         chunk = np.unpackbits(entry["bits"][start : start + 2048].numpy(), axis=1, count=pixels)
-        chunk = torch.from_numpy(chunk).view(-1, 1, _OMNIGLOT_SIDE, _OMNIGLOT_SIDE).float()
+        chunk = torch.from_numpy(chunk).view(-1, 1, omniglot.SIDE, omniglot.SIDE).float()
         images[start : start + len(chunk)] = _resize(chunk, size)
     return ImageData(images, entry["labels"], entry["classes"], f"omniglot/{split}")
 
 
-# --- Derived domains: the same MNIST digits, a different input distribution ---
-
-
-def invert(data: ImageData) -> ImageData:
-    """``1 - x``: white digits on black become black on white. Images ``(N, C, H, W)`` in ``[0, 1]``."""
-    return replace(data, images=1 - data.images, name=f"{data.name} inverted")
-
-
-def rotate(data: ImageData, degrees: float) -> ImageData:
-    """Rotate every image by ``degrees`` counter-clockwise about its centre.
-
-    Bilinear interpolation; corners that come from outside the image are filled with 0
-    (background). One batched call on ``(N, C, H, W)``; values stay in ``[0, 1]``.
-    """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
-
-    images = TF.rotate(data.images, float(degrees), interpolation=InterpolationMode.BILINEAR, fill=0.0)
-    return replace(data, images=images.clamp(0, 1), name=f"{data.name} rotated {degrees:g}deg")
-
-
-def _photos() -> list:
-    """scikit-image's bundled colour photos as ``(3, H, W)`` float tensors in ``[0, 1]`` (all H, W >= 300)."""
-    import skimage.data
-
-    return [torch.from_numpy(getattr(skimage.data, p)()).permute(2, 0, 1).float() / 255 for p in _PHOTOS]
-
-
-def blend_with_photos(data: ImageData, seed: int = 0) -> ImageData:
-    """MNIST-M-style colour images: ``|patch - digit|`` with a random patch of a colour photograph.
-
-    Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation", ICML 2015, blend each
-    MNIST digit with a random patch of a BSDS500 photo this way; here the patches come from the
-    four colour photos bundled with scikit-image (astronaut, chelsea, coffee, rocket), so the
-    backgrounds are less varied than in the original MNIST-M.
-
-    Args:
-        data: images ``(N, 1, H, W)`` (or ``(N, 3, H, W)``) in ``[0, 1]``, ``H, W <= 300``.
-        seed: picks the photo and the patch position of every image.
-
-    Returns:
-        :class:`ImageData` with images ``(N, 3, H, W)`` in ``[0, 1]``, the same labels.
-    """
-    n, _, h, w = data.images.shape
-    photos = _photos()
-    if h > min(p.shape[1] for p in photos) or w > min(p.shape[2] for p in photos):
-        raise ValueError(f"blend_with_photos needs images of at most 300x300 pixels, got {h}x{w}.")
-    gen = torch.Generator().manual_seed(seed)
-    which = torch.randint(len(photos), (n,), generator=gen)
-    corner = torch.rand(n, 2, generator=gen)  # top-left corner, as a fraction of the free range
-    dev = data.images.device
-    out = torch.empty(n, 3, h, w, device=dev)
-    for k, photo in enumerate(photos):  # a loop over the photos; the images of each go in one batch
-        idx = (which == k).nonzero().squeeze(1)
-        top = (corner[idx, 0] * (photo.shape[1] - h + 1)).long()
-        left = (corner[idx, 1] * (photo.shape[2] - w + 1)).long()
-        rows = (top[:, None] + torch.arange(h))[:, :, None]  # (m, h, 1)
-        cols = (left[:, None] + torch.arange(w))[:, None, :]  # (m, 1, w)
-        patches = photo[:, rows, cols].permute(1, 0, 2, 3).to(dev)  # (m, 3, h, w)
-        idx = idx.to(dev)
-        out[idx] = (patches - data.images[idx]).abs()
-    return replace(data, images=out, name=f"{data.name} blended with photos (seed {seed})")
+# --- Derived domains: the same MNIST digits, a different input distribution (tlbook.domains) ---
 
 
 def _load_derived(name: str, split: str, size: int) -> ImageData:

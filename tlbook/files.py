@@ -9,8 +9,9 @@ Files come from one of two places:
   working folder and checks the same md5s.
 
 Files that torchvision *extracts* from a checked archive (MNIST's and KMNIST's ``.gz``) are checked
-too, against the md5 of their extracted bytes: a damaged extracted file is deleted and extracted
-again instead of being read as wrong images.
+too, against the md5 of their extracted bytes (:func:`_drop_damaged_extracted`,
+:func:`_check_extracted`): torchvision itself only checks that they exist, so a damaged extracted
+file would be read as wrong images. It is deleted instead, and extracted again from the checked archive.
 """
 from __future__ import annotations
 
@@ -127,3 +128,42 @@ def _stage(dataset: str, files, target_dir: Path, subfolders, url: str) -> None:
         if not check_integrity(source, md5):
             raise _md5_error(source, md5, url)
         _link_or_copy(source, target_dir / filename)
+
+
+def _drop_damaged_extracted(folder: Path, files) -> tuple:
+    """Delete the extracted files in ``folder`` whose md5 is wrong: ``(names now absent, names deleted)``.
+
+    ``files`` are ``(extracted name, md5)`` pairs. torchvision re-extracts a missing file from its
+    archive (whose md5 it checks) but reads a present one as it is, so a truncated or altered file
+    must go before torchvision looks. Call it under :func:`_prepare_lock`.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    absent, deleted = [], []
+    for name, md5 in files:
+        path = folder / name
+        if check_integrity(path, md5):
+            continue
+        if path.is_symlink() or path.exists():
+            path.unlink()
+            deleted.append(name)
+        absent.append(name)
+    return absent, deleted
+
+
+def _check_extracted(dataset: str, folder: Path, files, url: str) -> None:
+    """Raise if an extracted file still has the wrong md5 after torchvision extracted it again.
+
+    The archives were checked before extraction, so this only fails when something else is wrong:
+    a disk that corrupts writes, or a torchvision whose extraction differs from the official files.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    for name, md5 in files:
+        path = folder / name
+        if not check_integrity(path, md5):
+            raise RuntimeError(
+                f"{dataset}: {path} was extracted again from its checked archive but still does not match "
+                f"(md5 expected {md5}). Delete the folder {folder} and load again; if that fails too, the "
+                f"disk or the torchvision version is at fault (official files: {url})."
+            )
