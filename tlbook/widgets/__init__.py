@@ -9,7 +9,18 @@
 
 Each panel kind lives in its own module of this package; the chapters call them as ``tl.widgets.name``.
 """
+from .adaptation import projection_explorer
 from .explorers import grid_explorer, softmax_explorer
+from .fusion import ensemble_builder, interpolation_explorer
+from .meta import sinusoid_panel
 from .panel import RunPanel
 
-__all__ = ["RunPanel", "grid_explorer", "softmax_explorer"]
+__all__ = [
+    "RunPanel",
+    "ensemble_builder",
+    "grid_explorer",
+    "interpolation_explorer",
+    "projection_explorer",
+    "sinusoid_panel",
+    "softmax_explorer",
+]
