@@ -1,8 +1,12 @@
 """Shared test helpers: real datasets (or a skip), a fresh model cache, and headless Chromium."""
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +64,27 @@ def run_chromium(binary: str, url: str, *args: str, timeout: int = 120) -> str:
     if proc.returncode != 0:
         pytest.fail(f"chromium failed on {url} (exit {proc.returncode}):\n{proc.stderr[-3000:]}", pytrace=False)
     return proc.stdout
+
+
+def dump_dom(binary: str, body: str) -> str:
+    """Load ``body`` in a page in headless Chromium (no network) and return the DOM after its scripts ran."""
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "page.html"
+        page.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
+        return run_chromium(binary, page.as_uri(), "--dump-dom")
+
+
+def in_browser(binary: str, body: str, script: str):
+    """Load ``body`` (a panel's HTML), run ``script`` after it (it must set ``result``) and return ``result``.
+
+    The script drives the panel as a reader would (set a slider, dispatch its event, click) and reads
+    what the panel drew; ``result`` travels back as JSON in an element of the dumped DOM.
+    """
+    driver = (
+        "<script>(function () {" + script + "\n"
+        'var pre = document.createElement("pre"); pre.id = "tlbook-test-result";'
+        " pre.textContent = JSON.stringify(result); document.body.appendChild(pre);})();</script>"
+    )
+    found = re.search(r'<pre id="tlbook-test-result">(.*?)</pre>', dump_dom(binary, body + driver), re.S)
+    assert found, "the test's script did not run (did the panel's own script fail?)"
+    return json.loads(html.unescape(found.group(1)))

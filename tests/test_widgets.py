@@ -8,15 +8,13 @@ others under ipywidgets 7 (what Colab ships) with ``-k "not in_the_browser"`` an
 import json
 import os
 import re
-import tempfile
-from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
 import torch
 
 import tlbook as tl
-from conftest import run_chromium
+from conftest import dump_dom, in_browser
 
 LOGITS = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 0.0, 3.0, -1.0]])
 
@@ -61,14 +59,6 @@ def test_explorer_escapes_script_endings_and_checks_its_arguments():
         tl.widgets.softmax_explorer(LOGITS, temperatures=(5, 1))
     with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\)"):
         tl.widgets.softmax_explorer(LOGITS, images=torch.zeros(3, 1, 4, 4))
-
-
-def dump_dom(chromium, body: str) -> str:
-    """Load ``body`` in a page in headless Chromium (no network) and return the DOM after its scripts ran."""
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "page.html"
-        page.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
-        return run_chromium(chromium, page.as_uri(), "--dump-dom")
 
 
 def test_explorer_computes_softmax_at_temperature_in_the_browser(chromium):
@@ -179,18 +169,13 @@ def test_grid_explorer_embeds_summaries_and_checks_its_arguments():
 
 def test_grid_explorer_redraws_for_the_slider_and_the_axis_in_the_browser(chromium):
     out = tl.widgets.grid_explorer(GRID, AXES, baselines={"scratch": torch.zeros(2, 3)}, element_id="gx2")
-    drive = """<script>
+    first, second = in_browser(chromium, out.data, """
       var root = document.getElementById("gx2"), s = root.querySelector(".tlbook-slider");
       s.value = 2; s.dispatchEvent(new Event("input"));
       var first = Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) { return c.getAttribute("data-mean"); });
       var x = root.querySelector(".tlbook-xaxis"); x.value = "1"; x.dispatchEvent(new Event("change"));
       var second = Array.from(root.querySelectorAll("circle.tlbook-point")).map(function (c) { return c.getAttribute("data-mean"); });
-      var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
-      document.body.appendChild(pre);
-    </script>"""
-    found = re.search(r'<pre id="out">(.*?)</pre>', dump_dom(chromium, out.data + drive), re.S)
-    assert found, "the driving script did not run (the explorer's script failed?)"
-    first, second = json.loads(found.group(1))
+      var result = [first, second];""")
     means = GRID.mean(0)                                   # (depth, k)
     assert [float(v) for v in first] == pytest.approx(means[:, 2].tolist(), abs=1e-5)   # k = 100, x = depth
     # x axis now k; the slider (over depth, max 1) was clamped from 2 to the last depth

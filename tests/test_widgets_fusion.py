@@ -5,14 +5,12 @@ Tests that need a browser end in ``in_the_browser`` (``make widgets7`` deselects
 """
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
 import tlbook as tl
-from conftest import run_chromium
+from conftest import in_browser
 from tlbook.widgets.fusion import ensemble_builder, interpolation_explorer, quantise_probabilities
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -31,13 +29,6 @@ def payload(html_text: str, element_id: str) -> dict:
     match = re.search(rf'<script type="application/json" id="{element_id}-data">(.*?)</script>', html_text, re.S)
     assert match, "the data block is missing"
     return json.loads(match.group(1))
-
-
-def dump_dom(chromium, body: str) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "page.html"
-        page.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
-        return run_chromium(chromium, page.as_uri(), "--dump-dom")
 
 
 def test_panels_embed_their_data_and_need_no_network():
@@ -68,17 +59,12 @@ def expected_readout(probs, labels, chosen, bins=15):
 def test_ensemble_builder_computes_accuracy_disagreement_and_ece_in_the_browser(chromium):
     probs, labels = member_probs()
     out = ensemble_builder(probs, labels, names=list("abcd"), start=[0, 2], element_id="eb2")
-    drive = """<script>
+    first, second = in_browser(chromium, out.data, """
       var root = document.getElementById("eb2"), r = root.querySelector(".tlbook-result");
-      var first = [r.getAttribute("data-members"), r.getAttribute("data-accuracy"), r.getAttribute("data-disagreement"), r.getAttribute("data-ece")];
+      var read = function () { return ["members", "accuracy", "disagreement", "ece"].map(function (k) { return r.getAttribute("data-" + k); }); };
+      var first = read();
       root.querySelector(".tlbook-all").click();
-      var second = [r.getAttribute("data-members"), r.getAttribute("data-accuracy"), r.getAttribute("data-disagreement"), r.getAttribute("data-ece")];
-      var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
-      document.body.appendChild(pre);
-    </script>"""
-    found = re.search(r'<pre id="out">(.*?)</pre>', dump_dom(chromium, out.data + drive), re.S)
-    assert found, "the driving script did not run (the builder's script failed?)"
-    first, second = json.loads(found.group(1))
+      var result = [first, read()];""")
     for shown, chosen in ((first, [0, 2]), (second, [0, 1, 2, 3])):
         assert int(shown[0]) == len(chosen)
         assert [float(v) for v in shown[1:]] == pytest.approx(expected_readout(probs, labels, chosen), abs=1e-4)
@@ -86,16 +72,11 @@ def test_ensemble_builder_computes_accuracy_disagreement_and_ece_in_the_browser(
 
 def test_interpolation_explorer_moves_with_the_slider_in_the_browser(chromium):
     out = interpolation_explorer(ALPHAS, CURVES, element_id="ie3")
-    drive = """<script>
+    first, second = in_browser(chromium, out.data, """
       var root = document.getElementById("ie3"), s = root.querySelector(".tlbook-alpha");
       var read = function () { return Array.from(root.querySelectorAll(".tlbook-acc")).map(function (c) { return c.textContent; }); };
-      var first = read(); s.value = 4; s.dispatchEvent(new Event("input")); var second = read();
-      var pre = document.createElement("pre"); pre.id = "out"; pre.textContent = JSON.stringify([first, second]);
-      document.body.appendChild(pre);
-    </script>"""
-    found = re.search(r'<pre id="out">(.*?)</pre>', dump_dom(chromium, out.data + drive), re.S)
-    assert found, "the driving script did not run"
-    first, second = json.loads(found.group(1))
+      var first = read(); s.value = 4; s.dispatchEvent(new Event("input"));
+      var result = [first, read()];""")
     assert first == ["accuracy 0.8800", "accuracy 0.5000"]   # the slider starts at the midpoint
     assert second == ["accuracy 0.9000", "accuracy 0.9000"]
 
