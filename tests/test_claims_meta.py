@@ -5,11 +5,13 @@
 2. Omniglot, at the small budget (100 steps of 60 images): Prototypical Networks beat chance, an
    untrained Conv-4 with the same nearest-centroid rule (random features are far above chance: the
    boring explanation), and the plain pretrained body, on the same fixed episodes, per seed.
-3. At a short budget, adapting only the head of a first-order-MAML-trained Conv-4 at test time is clearly
-   worse than adapting every parameter (the chapter: -6.3 +- 2.8 points after 400 steps), each query
-   normalised with the support set (the book's rule): Raghu et al.'s "feature reuse" (head-only matches full
-   adaptation) describes fully trained models and does not hold this early. The issue expected the
-   opposite ordering; the chapter reports what it measured.
+3. At a short budget, adapting only the head of a first-order-MAML-trained Conv-4 at test time does not beat
+   adapting every parameter, each query normalised with the support set (the book's rule), on each seed. The
+   chapter (3 seeds, 400 steps, 40 episodes) measured head only minus all parameters = -5.9 / +0.2 / -3.7 points:
+   behind on two seeds, level on the third, so "clearly worse on every seed" (this test's earlier claim, from one
+   seed) does not hold, and neither does Raghu et al.'s "head-only matches full adaptation" as a per-seed gap
+   below noise. What holds on each seed, and is asserted: full adaptation learns (far above chance) and head-only
+   adaptation is not ahead of it by more than noise.
 
 Data from ``TLBOOK_DATA``. Margins were measured on this setup (2-core CPU) and set well below the gaps.
 """
@@ -107,16 +109,17 @@ def test_protonets_beat_chance_random_features_and_the_pretrained_body_at_the_sm
     assert acc["ProtoNet"] > acc["pretrained"] + 0.05, acc
 
 
-def test_head_only_adaptation_lags_full_adaptation_early_in_maml_training(omniglot):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_head_only_adaptation_does_not_beat_full_adaptation_early_in_maml_training(omniglot, seed):
     meta_train, test = omniglot
-    model = conv4(5, 0, track_running_stats=False)
+    model = conv4(5, seed, track_running_stats=False)
 
     def fomaml_step(m, batch):
         params = dict(m.named_parameters())
         return torch.stack([tl.meta.maml_query_loss(m, params, *task, F.cross_entropy, 0.4, first_order=True)
                             for task in zip(*batch)]).mean()
     tl.fit(model, tl.meta.Episodes(meta_train, 5, 1, 5, tasks_per_batch=2), fomaml_step, steps=150, lr=1e-3,
-           seed=0, progress=False)
+           seed=seed, progress=False)
     params = {n: p.detach() for n, p in model.named_parameters()}
 
     def predict(names):
@@ -129,5 +132,6 @@ def test_head_only_adaptation_lags_full_adaptation_early_in_maml_training(omnigl
     full, full_ci = tl.meta.evaluate(predict(None), test, 5, 1, queries=5, episodes=episodes, seed=0)
     head, _ = tl.meta.evaluate(predict(["head"]), test, 5, 1, queries=5, episodes=episodes, seed=0)
     assert full > 0.4, full  # it did learn (chance is 0.2)
-    # measured: full 0.51, head only 0.45 (40 episodes)
-    assert full - head > 0.02, (head, full, full_ci)
+    # measured (150 steps, 40 episodes): full 0.509 / 0.575, head only 0.449 / 0.484 (seeds 0 / 1); the chapter at
+    # 400 steps had head only 0.2 points ahead on one seed, so the margin allows a tie, not a clear lead
+    assert head < full + 0.03, (head, full, full_ci)
