@@ -22,7 +22,7 @@ git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$
 GPU_STAGE=$sim/tree/.cache/gpu GPU_PYTHON_VERSION=$pyver scripts/gpu_prepare.sh | grep -v '^device tool'
 
 # The GPU machine's packages, in .venv's versions: every distribution KINDS.md lists, linked.
-"$venv_python" - "$sim/site" "${KINDS_MD:-/work/.library/device/KINDS.md}" <<'PY'
+"$venv_python" - "$sim/site" "${KINDS_MD:-../.library/device/KINDS.md}" <<'PY'
 import importlib.metadata as md
 import os
 import re

@@ -18,7 +18,7 @@ python=${PYTHON:-.venv/bin/python}
 data=${TLBOOK_DATA:-../shared/data}
 stage=${GPU_STAGE:-.cache/gpu}
 pyver=${GPU_PYTHON_VERSION:-3.12}
-kinds=${KINDS_MD:-/work/.library/device/KINDS.md}
+kinds=${KINDS_MD:-../.library/device/KINDS.md}  # the tool library beside the checkout
 [[ -d $data/mnist ]] || { echo "no dataset folder at $data: set TLBOOK_DATA to the offline data (shared/data)" >&2; exit 1; }
 mkdir -p "$stage/data" "$stage/wheels"
 

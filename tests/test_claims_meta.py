@@ -15,7 +15,6 @@
 
 Data from ``TLBOOK_DATA``. Margins were measured on this setup (2-core CPU) and set well below the gaps.
 """
-import math
 
 import pytest
 import torch

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 import tlbook as tl
 from tlbook import datasets as tldata
 from tlbook import domains as tldomains
-from tlbook import files as tlfiles
 from tlbook import omniglot as tlomniglot
 
 ROOT = tl.files.data_root()

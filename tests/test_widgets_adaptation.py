@@ -1,13 +1,11 @@
 """Chapter 6's client-side panel: feature projections through training (tlbook.widgets.adaptation)."""
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import run_chromium
+from conftest import in_browser
 from tlbook.widgets.adaptation import projection_explorer
 
 RUNS = {"a": torch.tensor([[[0.0, 0.0], [1.0, 1.0], [0.5, 0.0]], [[1.0, 1.0], [0.0, 0.0], [0.5, 1.0]]]),
@@ -45,21 +43,11 @@ def test_bad_input_projection_explorer(runs, domains, steps, match):
 
 def test_projection_explorer_moves_the_points_with_the_slider_in_the_browser(chromium):
     out = projection_explorer(RUNS, DOMAINS, [0, 100], element_id="p2")
-    drive = """<script>
+    first, second, label = in_browser(chromium, out.data, """
       var root = document.getElementById("p2"), s = root.querySelector(".tlbook-slider");
       var at = function () { return Array.from(root.querySelectorAll("circle.tlbook-dot")).map(function (c) { return [+c.getAttribute("cx"), +c.getAttribute("cy")]; }); };
       var first = at(); s.value = 1; s.dispatchEvent(new Event("input")); var second = at();
-      var pre = document.createElement("pre"); pre.id = "out";
-      pre.textContent = JSON.stringify([first, second, root.querySelector(".tlbook-step").textContent]);
-      document.body.appendChild(pre);
-    </script>"""
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "page.html"
-        page.write_text(f"<!doctype html><html><body>{out.data}{drive}</body></html>", encoding="utf-8")
-        dom = run_chromium(chromium, page.as_uri(), "--dump-dom")
-    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
-    assert found, "the driving script did not run (the panel's script failed?)"
-    first, second, label = json.loads(found.group(1))
+      var result = [first, second, root.querySelector(".tlbook-step").textContent];""")
     # 300-pixel square at a 10-pixel margin, y pointing up
     assert first == [[10, 310], [310, 10], [160, 310]] and second == [[310, 10], [10, 310], [160, 10]]
     assert label == "step 100"

@@ -2,13 +2,11 @@
 refuses bad input, and that a headless browser draws it with no kernel and no network."""
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import run_chromium
+from conftest import dump_dom
 
 meta_widgets = pytest.importorskip("tlbook.widgets.meta", reason="tlbook.widgets is not a package yet")
 sinusoid_panel = meta_widgets.sinusoid_panel
@@ -54,10 +52,7 @@ def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
 
 def test_panel_draws_in_the_browser(chromium):
     text = sinusoid_panel(X, TRUTH, SUPPORT, FITS, element_id="s2", title="sines").data
-    with tempfile.TemporaryDirectory() as folder:
-        page = Path(folder) / "panel.html"
-        page.write_text(f"<!doctype html><html><body>{text}</body></html>")
-        dom = run_chromium(chromium, page.as_uri(), "--dump-dom")
+    dom = dump_dom(chromium, text)
     assert dom.count("<polyline") == 4, "axis, truth and two fits"
     assert dom.count("<circle") == 2 and dom.count("<option") == 2
     assert "after 0 step(s), on the drawn grid: MAML: MSE" in dom and "pretrained: MSE" in dom

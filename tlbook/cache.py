@@ -87,17 +87,18 @@ def load_weights(path, map_location=None):
         ) from err
 
 
-def save_model(model, path) -> Path:
+def save_model(model, path, **extra) -> Path:
     """Write a model's weights *and* its frozen blocks atomically (a temporary file, then a rename).
 
     ``state_dict()`` alone forgets which blocks :func:`tlbook.freeze` froze; this file keeps it, and
-    :func:`load_model` freezes them again, BatchNorm statistics included.
+    :func:`load_model` freezes them again, BatchNorm statistics included. ``extra`` are plain values
+    (numbers, strings, lists, dicts) stored beside them, e.g. the training history.
     """
     from .transfer import frozen_state
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     frozen = frozen_state(model) if hasattr(model, "block_names") else {}
-    return save_atomic({"state_dict": state, "frozen": frozen}, path)
+    return save_atomic({"state_dict": state, "frozen": frozen, **extra}, path)
 
 
 def load_model(path, model):
@@ -105,13 +106,19 @@ def load_model(path, model):
 
     Loaded with ``weights_only=True``. A file from another architecture is an error that says so.
     """
+    _restore(model, path)
+    return model
+
+
+def _restore(model, path) -> dict:
+    """Load weights and frozen blocks from ``path`` into ``model``; return the whole stored entry."""
     from .transfer import restore_frozen_state
 
     entry = load_weights(path, map_location="cpu")
     _load_state(model, entry["state_dict"], path)
     if entry.get("frozen") and hasattr(model, "block_names"):
         restore_frozen_state(model, entry["frozen"])
-    return model
+    return entry
 
 
 def _load_state(model, state_dict, path) -> None:
@@ -150,23 +157,14 @@ def cached_model(config: dict, build, train, name: str = "model", verbose: bool 
     path = cache_dir() / "models" / f"{name}-{config_key(full_config)}.pt"
     model = build()
     if path.exists():
-        entry = load_weights(path, map_location="cpu")
-        _load_state(model, entry["state_dict"], path)
-        if entry.get("frozen") and hasattr(model, "block_names"):
-            from .transfer import restore_frozen_state
-
-            restore_frozen_state(model, entry["frozen"])
+        entry = _restore(model, path)
         model.to(device())
         if verbose:
             print(f"loaded cached {name} from $TLBOOK_CACHE/models/{path.name}")
         model.eval()
         return model, {"history": entry.get("history", {}), "path": path, "cached": True}
     history = train(model)
-    from .transfer import frozen_state
-
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    frozen = frozen_state(model) if hasattr(model, "block_names") else {}
-    save_atomic({"state_dict": state, "frozen": frozen, "history": _plain(history), "config": json.dumps(full_config)}, path)
+    save_model(model, path, history=_plain(history), config=json.dumps(full_config))
     if verbose:
         print(f"trained {name} and cached it at $TLBOOK_CACHE/models/{path.name}")
     model.to(device()).eval()
