@@ -1,9 +1,7 @@
 """Tests of tlbook.transferability against independent computations: loops over the papers' formulas,
 tables with a known conditional entropy, a brute-force grid over LogME's (alpha, beta) scored with
-the Gaussian marginal's own log-density, numpy covariances, a Kronecker-product solve for ESZSL, and
-per-example gradients computed one example at a time for the Fisher.
+the Gaussian marginal's own log-density, and numpy covariances.
 """
-import itertools
 import math
 
 import numpy as np
@@ -179,128 +177,9 @@ def test_h_score_of_one_feature_is_its_between_class_share_of_the_variance():
     assert tr.h_score(f[:, None], y) == pytest.approx(means.var() / f.var(), rel=1e-12)
 
 
-# ----------------------------------------------------------------------------- ESZSL
-def test_eszsl_solves_the_papers_normal_equations():
-    r = rng(6)
-    f, s, y = r.normal(size=(30, 5)), r.normal(size=(4, 3)), r.integers(0, 4, 30)
-    gamma, lam = 0.7, 2.0
-    labels = 2 * np.eye(4)[y] - 1
-    # (F^T F + g I) V (S^T S + l I) = F^T Y S, as one linear system in vec(V) (column-major).
-    system = np.kron(s.T @ s + lam * np.eye(3), f.T @ f + gamma * np.eye(5))
-    want = np.linalg.solve(system, (f.T @ labels @ s).flatten(order="F")).reshape(5, 3, order="F")
-    V = tr.eszsl(f, s, y, gamma=gamma, lam=lam)
-    assert V.shape == (5, 3) and V.dtype == torch.float64
-    np.testing.assert_allclose(V.numpy(), want, rtol=1e-10)
-    v = V.clone().requires_grad_()  # the paper's objective is stationary there
-    ft, st, yt = torch.tensor(f), torch.tensor(s), torch.tensor(labels)
-    loss = ((ft @ v @ st.T - yt) ** 2).sum() + gamma * (v @ st.T).pow(2).sum()
-    loss = loss + lam * (ft @ v).pow(2).sum() + gamma * lam * v.pow(2).sum()
-    (grad,) = torch.autograd.grad(loss, v)
-    assert grad.abs().max().item() < 1e-9
-    np.testing.assert_allclose(tr.eszsl_scores(f, V, s).numpy(), f @ want @ s.T, rtol=1e-10)
-
-
-def test_eszsl_recognises_unseen_classes_from_their_attributes():
-    # 20 classes, each described by 3 of 6 binary attributes: equal norms, so no class wins on size alone.
-    r = rng(7)
-    attributes = np.array([[float(i in on) for i in range(6)] for on in itertools.combinations(range(6), 3)])[r.permutation(20)]
-    mixing = r.normal(size=(6, 20))
-    seen, unseen = np.arange(15), np.arange(15, 20)
-
-    def images_of(classes, per_class):
-        labels = np.repeat(classes, per_class)
-        return attributes[labels] @ mixing + r.normal(size=(len(labels), 20)), labels
-
-    f_train, y_train = images_of(seen, 10)
-    V = tr.eszsl(f_train, attributes[seen], y_train, gamma=1.0, lam=1.0)
-    f_test, y_test = images_of(unseen, 20)
-    predicted = unseen[tr.eszsl_scores(f_test, V, attributes[unseen]).argmax(1).numpy()]
-    assert (predicted == y_test).mean() > 0.9  # chance: 1/5
-
-
-# ----------------------------------------------------------------------------- EWC
-def small_net(seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
-
-
-def fisher_loop(model, x, y=None):
-    """Per-example gradients, one example (and one label) at a time."""
-    sums = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
-    for i in range(len(x)):
-        log_p = F.log_softmax(model(x[i:i + 1]), dim=1)[0]
-        labels = [(y[i].item(), 1.0)] if y is not None else [(k, log_p[k].exp().item()) for k in range(len(log_p))]
-        for label, weight in labels:
-            grads = torch.autograd.grad(log_p[label], list(model.parameters()), retain_graph=True)
-            for (name, _), g in zip(model.named_parameters(), grads):
-                sums[name] += weight * g.pow(2)
-    return {name: s / len(x) for name, s in sums.items()}
-
-
-@pytest.mark.parametrize("mode", ["empirical", "expected"])
-def test_fisher_matches_per_example_gradients_one_by_one(mode):
-    model, x = small_net(), torch.tensor(rng(8).normal(size=(7, 3)))
-    y = torch.tensor([0, 2, 1, 1, 0, 2, 2])
-    data = [(x[:4], y[:4]), (x[4:], y[4:])] if mode == "empirical" else x
-    got = tr.diagonal_fisher(model, data, mode=mode, batch_size=3)
-    want = fisher_loop(model, x, y if mode == "empirical" else None)
-    assert got.keys() == want.keys()
-    for name in want:
-        torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-14)
-
-
-def test_sampled_fisher_is_seeded_and_averages_to_the_expected_fisher():
-    model, x = small_net(1), torch.tensor(rng(9).normal(size=(3, 3)))
-    many = x.repeat(1500, 1)
-    sampled = tr.diagonal_fisher(model, many, batch_size=1500, seed=2)
-    expected = tr.diagonal_fisher(model, x, mode="expected")
-    for name in expected:
-        torch.testing.assert_close(sampled[name], expected[name], rtol=0.1, atol=1e-3)
-    again = tr.diagonal_fisher(model, many[:30], seed=2)
-    assert all(torch.equal(again[n], tr.diagonal_fisher(model, many[:30], seed=2)[n]) for n in again)
-
-
-def test_fisher_on_a_book_model_and_image_data_restores_modes_and_statistics():
-    model = tl.make_model("cnn", widths=(4, 8), seed=0)
-    tl.freeze(model, model.block_names[:1])
-    images = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    data = tl.ImageData(images, torch.tensor([0, 1, 2, 3, 4, 5]), [str(k) for k in range(10)])
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.train()
-    fisher = tr.diagonal_fisher(model, data, batch_size=4)
-    assert set(fisher) == {n for n, p in model.named_parameters() if p.requires_grad}
-    assert all(fisher[n].shape == p.shape and bool((fisher[n] >= 0).all()) for n, p in model.named_parameters() if n in fisher)
-    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    empirical = tr.diagonal_fisher(model, data, mode="empirical")
-    assert empirical.keys() == fisher.keys()
-
-
-def test_ewc_penalty_matches_a_loop_over_parameters_and_its_gradient():
-    model, old = small_net(2), small_net(3)
-    r = rng(10)
-    fisher = {n: torch.tensor(r.random(p.shape)) for n, p in model.named_parameters()}
-    anchor = {n: p.detach().clone() for n, p in old.named_parameters()}
-    want = 0.0
-    for name, p in model.named_parameters():
-        for f_i, theta_i, star_i in zip(fisher[name].flatten().tolist(), p.flatten().tolist(), anchor[name].flatten().tolist()):
-            want += f_i * (theta_i - star_i) ** 2
-    penalty = tr.ewc_penalty(model, fisher, anchor, lam=3.0)
-    assert penalty.ndim == 0 and penalty.item() == pytest.approx(1.5 * want, rel=1e-12)
-    assert tr.ewc_penalty(model, fisher, old, lam=3.0).item() == pytest.approx(1.5 * want, rel=1e-12)
-    penalty.backward()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, 3.0 * fisher[name] * (p.detach() - anchor[name]))
-    assert tr.ewc_penalty(model, fisher, model, lam=100.0).item() == 0.0
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # bfloat16 weights, float32 sums
-        low = tr.ewc_penalty(small_net(2).bfloat16(), {n: f.float() for n, f in fisher.items()}, old.float(), lam=3.0)
-    assert low.dtype == torch.float32 and low.item() == pytest.approx(1.5 * want, rel=2e-2)
-
-
 # ----------------------------------------------------------------------------- bad input
 P = softmax_rows(rng(0).normal(size=(5, 3)))
 Y5 = np.array([0, 1, 2, 1, 0])
-NET, X2 = small_net(), torch.zeros(2, 3, dtype=torch.float64)
-FISHER = {n: torch.ones_like(p) for n, p in NET.named_parameters()}
 BAD_INPUTS = {
     "leep_logits_not_probs": (lambda: tr.leep(np.log(P), Y5), ValueError, "source_probs must be probabilities"),
     "leep_probs_1d": (lambda: tr.leep(P[0], Y5[:3]), ValueError, "source_probs"),
@@ -316,18 +195,6 @@ BAD_INPUTS = {
     "evidence_alpha_zero": (lambda: tr.bayesian_evidence(P, Y5, 0.0, 1.0), ValueError, "alpha"),
     "h_score_shrinkage": (lambda: tr.h_score(P, Y5, shrinkage=1.5), ValueError, "shrinkage"),
     "h_score_3d": (lambda: tr.h_score(P[None], Y5), ValueError, "features"),
-    "eszsl_gamma": (lambda: tr.eszsl(P, np.eye(3), Y5, gamma=-1.0), ValueError, "gamma"),
-    "eszsl_label_beyond_classes": (lambda: tr.eszsl(P, np.eye(2), Y5), ValueError, r"labels must lie in \[0, 1\]"),
-    "eszsl_scores_widths": (lambda: tr.eszsl_scores(P, np.ones((3, 4)), np.eye(3)), ValueError, r"V must be \(D, A\)"),
-    "fisher_mode": (lambda: tr.diagonal_fisher(NET, X2, mode="emprical"), ValueError, "mode.*'empirical'"),
-    "fisher_no_labels": (lambda: tr.diagonal_fisher(NET, X2, mode="empirical"), ValueError, "data has no labels"),
-    "fisher_not_a_model": (lambda: tr.diagonal_fisher(lambda x: x, torch.zeros(2, 3)), TypeError, "model"),
-    "fisher_batch_size": (lambda: tr.diagonal_fisher(NET, torch.zeros(2, 3), batch_size=0), ValueError, "batch_size"),
-    "ewc_lam_negative": (lambda: tr.ewc_penalty(NET, FISHER, NET, lam=-1.0), ValueError, "lam"),
-    "ewc_unknown_parameter": (lambda: tr.ewc_penalty(NET, {"body.0.weight": torch.ones(1)}, NET), ValueError,
-                              "fisher has an entry 'body.0.weight'"),
-    "ewc_anchor_shape": (lambda: tr.ewc_penalty(NET, FISHER, {n: torch.ones(2) for n in FISHER}), ValueError, "anchor"),
-    "ewc_fisher_list": (lambda: tr.ewc_penalty(NET, [1.0], NET), TypeError, "fisher"),
 }
 
 
