@@ -267,6 +267,20 @@ def test_recompute_batchnorm_leaves_frozen_layers_and_models_without_batchnorm_a
     assert all(torch.equal(v, state[k]) for k, v in mlp.state_dict().items())
 
 
+def test_adda_losses_match_the_log_sigmoid_formulas():
+    s, t, t_enc = randn(0, 7).double() * 3, randn(1, 5).double() * 3, randn(2, 5).double()
+    sig = lambda z: 1 / (1 + np.exp(-z.numpy()))  # noqa: E731
+    want_d = -np.log(sig(s)).mean() - np.log(1 - sig(t)).mean()
+    d, m = adapt.adda_losses(s, t)
+    np.testing.assert_allclose(d.item(), want_d, rtol=1e-12)
+    np.testing.assert_allclose(m.item(), -np.log(sig(t)).mean(), rtol=1e-12)   # inverted labels: target as source
+    _, m_enc = adapt.adda_losses(s, t, t_enc)
+    np.testing.assert_allclose(m_enc.item(), -np.log(sig(t_enc)).mean(), rtol=1e-12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d16, _ = adapt.adda_losses(s.float().bfloat16(), t.float().bfloat16())
+    assert d16.dtype == torch.float32
+
+
 # ----------------------------------------------------------------------------- bad input
 X = randn(0, 4, 3)
 BAD_INPUTS = {
@@ -295,6 +309,8 @@ BAD_INPUTS = {
     "adabn_data_list": (lambda: adapt.recompute_batchnorm(bn_model(), [images(4)]), TypeError, "data"),
     "adabn_data_nan": (lambda: adapt.recompute_batchnorm(bn_model(), images(4) * math.nan), ValueError, "data"),
     "adabn_one_example": (lambda: adapt.recompute_batchnorm(bn_model(), images(1)), ValueError, "data"),
+    "adda_2d_scores": (lambda: adapt.adda_losses(randn(0, 4, 1), randn(1, 4)), ValueError, "source_scores"),
+    "adda_not_tensor": (lambda: adapt.adda_losses(randn(0, 4), [0.0]), TypeError, "target_scores"),
     "adabn_not_a_model": (lambda: adapt.recompute_batchnorm("model", images(4)), TypeError, "model"),
 }
 

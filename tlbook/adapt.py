@@ -83,6 +83,42 @@ def dann_lr(progress, lr0: float = 0.01, alpha: float = 10.0, beta: float = 0.75
     return lr0 / (1.0 + alpha * p) ** beta
 
 
+def adda_losses(source_scores: torch.Tensor, target_scores: torch.Tensor, target_scores_for_encoder=None):
+    """The two losses of ADDA: Tzeng, Hoffman, Saenko & Darrell, "Adversarial Discriminative Domain
+    Adaptation" (CVPR 2017), eq. 9 (discriminator) and the inverted-label GAN loss (target encoder).
+
+    ``L_D = -mean log sigma(D(M_s(x_s))) - mean log(1 - sigma(D(M_t(x_t))))`` (source labelled 1, target 0);
+    ``L_M = -mean log sigma(D(M_t(x_t)))``: the target encoder is trained as if its features were source.
+    Both with ``binary_cross_entropy_with_logits`` in float32 (safe under autocast; no sigmoid + BCE).
+
+    Args:
+        source_scores: ``(B_s,)`` discriminator logits of source features (from the fixed source encoder).
+        target_scores: ``(B_t,)`` discriminator logits of target features, for ``L_D`` (detach the
+            features so ``L_D`` does not move the target encoder).
+        target_scores_for_encoder: ``(B_t,)`` logits for ``L_M``, computed with the discriminator's
+            weights held fixed; default ``target_scores``.
+
+    Returns:
+        ``(discriminator_loss, encoder_loss)``, two scalars.
+    """
+    scores = {"source_scores": source_scores, "target_scores": target_scores}
+    if target_scores_for_encoder is not None:
+        scores["target_scores_for_encoder"] = target_scores_for_encoder
+    for name, x in scores.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor (B,) of discriminator logits, got {type(x).__name__}.")
+        if x.ndim != 1 or x.shape[0] < 1 or not x.is_floating_point():
+            raise ValueError(f"{name} must be a non-empty 1-D floating tensor (B,) of logits (squeeze the "
+                             f"discriminator's (B, 1) output), got shape {tuple(x.shape)} and dtype {x.dtype}.")
+    s, t = _full_precision(source_scores), _full_precision(target_scores)
+    t_enc = t if target_scores_for_encoder is None else _full_precision(target_scores_for_encoder)
+    with _no_autocast(s):
+        discriminator = (F.binary_cross_entropy_with_logits(s, torch.ones_like(s))
+                         + F.binary_cross_entropy_with_logits(t, torch.zeros_like(t)))
+        encoder = F.binary_cross_entropy_with_logits(t_enc, torch.ones_like(t_enc))
+    return discriminator, encoder
+
+
 # ----------------------------------------------------------------------------- helpers
 def _full_precision(x: torch.Tensor) -> torch.Tensor:
     """float16/bfloat16 (and integers) -> float32; float32 and float64 unchanged."""

@@ -37,6 +37,10 @@ DATASETS = {
     "(stratified, fixed seed) into train 8000 (a pool to draw labels from) / test 2000.",
     "usps": "USPS digits, 16x16 grey; the LIBSVM test file usps.t.bz2 (2007 images) only, split "
     "(stratified, fixed seed) into train 1000 / test 1007.",
+    "usps-esl": "USPS digits, 16x16 grey; the ESL version (Hastie, Tibshirani & Friedman's zip.train / zip.test) "
+    "that the ADDA code uses: official splits train 7291 / test 2007. Read from the HDF5 copy usps.h5 (md5 "
+    "355df6b942eb766252e0340bc019b0b9, Kaggle's 'USPS dataset', needs h5py) in $TLBOOK_DATA/usps/; offline only, "
+    "since that file has no official download.",
     "digits": "scikit-learn's 8x8 digits (the UCI optdigits test part, 1797 images, 17 grey levels), split "
     "(stratified, fixed seed) into train 1297 / test 500.",
     "omniglot": "Omniglot characters, 105x105 binary (strokes = 1), one class per character, 20 drawings each; "
@@ -52,6 +56,7 @@ SPLITS = {
     "mnist-m": ("train", "test"),
     "kmnist": ("train", "test"),
     "usps": ("train", "test"),
+    "usps-esl": ("train", "test"),
     "digits": ("train", "test"),
     "omniglot": ("background", "evaluation"),
 }
@@ -68,6 +73,11 @@ _TEST_SIZES = {"kmnist": 2000, "usps": 1007, "digits": 500}
 ROTATION_DEGREES = 45.0
 # Seeds of the mnist-m patches, different per split so train and test get different patches.
 _BLEND_SEEDS = {"train": 0, "test": 1}
+
+# The ESL copy of USPS (shared/data note 2): one HDF5 file, groups train / test with data (N, 256) float32
+# in [0, 1] and target (N,) int. No official host serves this file, so it is read offline only.
+_USPS_ESL_FILE, _USPS_ESL_MD5 = "usps.h5", "355df6b942eb766252e0340bc019b0b9"
+_USPS_ESL_SIZES = {"train": 7291, "test": 2007}
 
 # The IDX files of MNIST and KMNIST: (archive, md5 of the archive, md5 of the file extracted from it).
 # The archive md5s are torchvision's. torchvision checks an archive before extracting it but then
@@ -96,7 +106,7 @@ def load_dataset(name: str, split: str = "train", device=None, size: int = 28, c
 
     Args:
         name: one of :data:`DATASETS` (``'mnist'``, ``'mnist-inverted'``, ``'mnist-rotated'``,
-            ``'mnist-m'``, ``'kmnist'``, ``'usps'``, ``'digits'``, ``'omniglot'``).
+            ``'mnist-m'``, ``'kmnist'``, ``'usps'``, ``'usps-esl'``, ``'digits'``, ``'omniglot'``).
         split: ``'train'`` or ``'test'``; ``'background'`` or ``'evaluation'`` for Omniglot.
         device: where the tensors go (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``, a ``torch.device``);
             default :func:`tlbook.runtime.device`.
@@ -109,9 +119,9 @@ def load_dataset(name: str, split: str = "train", device=None, size: int = 28, c
         :class:`ImageData` with ``images (N, channels, size, size)`` float32 in ``[0, 1]`` and
         ``labels (N,)`` int64. Split sizes: mnist and the mnist-* domains 60000 / 10000;
         kmnist 8000 / 2000 (both from the official KMNIST test set); usps 1000 / 1007 (both from
-        LIBSVM's usps.t.bz2); digits 1297 / 500; omniglot background 4840 (242 characters of
-        8 alphabets: background_small1 + small2, which share Latin and Greek), evaluation 13180
-        (659 characters of 20 alphabets).
+        LIBSVM's usps.t.bz2); usps-esl 7291 / 2007 (the ESL splits, offline only); digits 1297 / 500;
+        omniglot background 4840 (242 characters of 8 alphabets: background_small1 + small2, which
+        share Latin and Greek), evaluation 13180 (659 characters of 20 alphabets).
 
     The first call per (name, split, size) reads the files (seconds); later calls in the same
     process copy from memory. Each call returns new tensors, so editing them in place is safe.
@@ -317,6 +327,42 @@ def _load_usps(split: str, size: int) -> ImageData:
     return ImageData(_resize(images, size), labels, DIGIT_CLASSES, f"usps/{split}")
 
 
+def _usps_esl_file():
+    """The checked path of ``usps.h5``: in ``$TLBOOK_DATA/usps/`` or ``$TLBOOK_DATA/`` (or the working folder when unset)."""
+    from torchvision.datasets.utils import calculate_md5, check_integrity
+
+    root = data_root()
+    folders = [root / "usps", root] if root is not None else [_work_dir() / "usps", _work_dir()]
+    path = next((f / _USPS_ESL_FILE for f in folders if (f / _USPS_ESL_FILE).is_file()), None)
+    if path is None:
+        setting = f"{DATA_ENV}={root}" if root is not None else f"{DATA_ENV} is unset and"
+        raise FileNotFoundError(
+            f"usps-esl: {setting} the file {_USPS_ESL_FILE} (md5 {_USPS_ESL_MD5}) is not there. Looked in: "
+            f"{', '.join(str(f) for f in folders)}. tlbook cannot download it (no official host serves this HDF5 "
+            f"copy of ESL's zip.train / zip.test): put usps.h5 (Kaggle's 'USPS dataset') in $TLBOOK_DATA/usps/, "
+            f"or use the 'usps' dataset, which downloads."
+        )
+    if not check_integrity(path, _USPS_ESL_MD5):
+        raise RuntimeError(
+            f"Checksum mismatch: {path} has md5 {calculate_md5(path)}, expected {_USPS_ESL_MD5}. The file is damaged "
+            f"or is not the HDF5 copy of the ESL USPS that tlbook reads; replace it with the right usps.h5."
+        )
+    return path
+
+
+def _load_usps_esl(split: str, size: int) -> ImageData:
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("usps-esl is stored as HDF5 and needs h5py: pip install h5py") from None
+    with h5py.File(_usps_esl_file(), "r") as file:
+        pixels, targets = file[split]["data"][:], file[split]["target"][:]
+    if pixels.shape != (_USPS_ESL_SIZES[split], 256):
+        raise RuntimeError(f"usps-esl/{split}: expected {_USPS_ESL_SIZES[split]} images of 256 pixels, got {pixels.shape}.")
+    images = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).view(-1, 1, 16, 16)  # rows of 16 pixels
+    return ImageData(_resize(images, size), torch.from_numpy(targets.astype(np.int64)), DIGIT_CLASSES, f"usps-esl/{split}")
+
+
 def _read_digits() -> tuple:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: never downloads
 
@@ -362,6 +408,7 @@ _LOADERS = {
     "mnist": _load_mnist,
     "kmnist": _load_kmnist,
     "usps": _load_usps,
+    "usps-esl": _load_usps_esl,
     "digits": _load_digits,
     "omniglot": _load_omniglot,
     "mnist-inverted": lambda split, size: _load_derived("mnist-inverted", split, size),
