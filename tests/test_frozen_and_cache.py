@@ -158,6 +158,13 @@ def test_source_model_is_keyed_by_its_arguments(tmp_path, monkeypatch, load_or_s
         tl.source_model(**dict(kwargs, hidden=(16,), widths=object()))
 
 
+
+def test_source_model_trains_on_the_first_split_of_a_dataset_without_train(tmp_path, monkeypatch, load_or_skip):
+    background, = load_or_skip(("omniglot", "background"))
+    monkeypatch.setenv("TLBOOK_CACHE", str(tmp_path))
+    model, info = tl.source_model("omniglot", "mlp", hidden=(8,), train_size=64, epochs=1, seed=0)
+    assert not info["cached"] and model.head.out_features == background.num_classes
+
 BAD_MODELS = [
     (lambda: tl.make_model("cnn", widths=(4, 8), pool="globl"), "Did you mean 'global'"),
     (lambda: tl.make_model("cnn", width=(4,)), "Unknown option of 'cnn' 'width'.*'widths'"),

@@ -31,4 +31,4 @@ from .plots import spread
 from .runtime import device, is_quick, pick, precision, report, setup, stamp, timed
 from .train import accuracy, cross_entropy_step, evaluate, fit, predict, random_translate
 from .transfer import freeze, param_groups, trainable_blocks, unfreeze
-from . import adapt, continual, fusion, meta, plots, transferability, widgets, zeroshot
+from . import adapt, continual, fusion, meta, plots, text, transferability, widgets, zeroshot

@@ -186,7 +186,8 @@ def source_model(
     verbose: bool = False,
     **arch_options,
 ):
-    """The book's one recipe for a source model: trained once on a dataset's train split, then cached.
+    """The book's one recipe for a source model: trained once on a dataset's train split (Omniglot's:
+    ``'background'``), then cached.
 
     Chapters that ask for the same arguments share one file; the cache key *is* these arguments,
     so a key can never drift from what was trained.
@@ -208,7 +209,7 @@ def source_model(
     """
     from .checks import positive_number, seed_value, whole_number
     from .data import random_split
-    from .datasets import load_dataset
+    from .datasets import SPLITS, load_dataset
     from .models import make_model, unknown_name_error
     from .train import fit, random_translate
 
@@ -219,7 +220,9 @@ def source_model(
                   batch_size=whole_number(batch_size, "batch_size"), labels=labels,
                   shift=whole_number(shift, "shift", minimum=0), channels=channels, seed=seed_value(seed),
                   arch_options=arch_options)
-    pool = load_dataset(dataset, "train", channels=channels)
+    # Train on the first split: 'train', or Omniglot's 'background' alphabets (load_dataset rejects unknown names).
+    split = SPLITS[dataset][0] if isinstance(dataset, str) and dataset in SPLITS else "train"
+    pool = load_dataset(dataset, split, channels=channels)
     if train_size is not None:
         train_size = whole_number(train_size, "train_size", maximum=len(pool))
         pool = random_split(pool, [train_size, len(pool) - train_size], seed=0)[0]

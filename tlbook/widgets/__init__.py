@@ -14,6 +14,8 @@ from .explorers import grid_explorer, softmax_explorer
 from .fusion import ensemble_builder, interpolation_explorer
 from .meta import sinusoid_panel
 from .panel import RunPanel
+from .selection import source_selection_explorer
+from .zeroshot import zero_shot_explorer
 
 __all__ = [
     "RunPanel",
@@ -23,4 +25,6 @@ __all__ = [
     "projection_explorer",
     "sinusoid_panel",
     "softmax_explorer",
+    "source_selection_explorer",
+    "zero_shot_explorer",
 ]
