@@ -33,6 +33,9 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
+sys.path.insert(0, "scripts")
+from tidy_notebook import drop_finished_bars  # finished tqdm bars would render as blank boxes
+
 timeout = int(os.environ.get("TIMEOUT", "0")) or None
 # Strings that must not end up in a committed notebook: where this checkout and $HOME are.
 leaks = {os.getcwd(), os.path.dirname(os.getcwd()), os.path.expanduser("~")} - {"/", ""}
@@ -53,6 +56,7 @@ for path in sys.argv[1:]:
         client.execute()
     except Exception as err:  # keep the partial outputs so the error can be read in the notebook
         failed.append(f"{path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    drop_finished_bars(nb)
     nbformat.write(nb, path)
     problems = []
     for i, cell in enumerate(nb.cells):
