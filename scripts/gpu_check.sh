@@ -8,6 +8,8 @@
 #   2. benchmarks/bench_loop.py: tl.fit against a DataLoader loop (alone on the machine)
 #   3. every chapter notebook under book/ in full mode, executed with nbclient, all at once (up to 8;
 #      GPU_CHECK_JOBS) until the budget is spent
+#      (Chapter 7 stops at section 7.3: its 87 MiB sentence encoder cannot travel within the 64 MiB the
+#      device tool carries, so its row reports the cells done before that)
 # Writes to $OUT/gpu_check/ (./artifacts/gpu_check without $OUT): RESULTS.md (what, device, seconds,
 # status), bench.log, run.log (everything printed) and notebooks.tar.gz (the executed notebooks, one
 # file: the device tool brings back at most 8).
