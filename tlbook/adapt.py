@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import non_negative_number, positive_number, real_number, whole_number
+from .checks import full_precision, non_negative_number, positive_number, real_number, whole_number
 
 
 # ----------------------------------------------------------------------------- gradient reversal
@@ -110,8 +110,8 @@ def adda_losses(source_scores: torch.Tensor, target_scores: torch.Tensor, target
         if x.ndim != 1 or x.shape[0] < 1 or not x.is_floating_point():
             raise ValueError(f"{name} must be a non-empty 1-D floating tensor (B,) of logits (squeeze the "
                              f"discriminator's (B, 1) output), got shape {tuple(x.shape)} and dtype {x.dtype}.")
-    s, t = _full_precision(source_scores), _full_precision(target_scores)
-    t_enc = t if target_scores_for_encoder is None else _full_precision(target_scores_for_encoder)
+    s, t = full_precision(source_scores), full_precision(target_scores)
+    t_enc = t if target_scores_for_encoder is None else full_precision(target_scores_for_encoder)
     with _no_autocast(s):
         discriminator = (F.binary_cross_entropy_with_logits(s, torch.ones_like(s))
                          + F.binary_cross_entropy_with_logits(t, torch.zeros_like(t)))
@@ -120,11 +120,6 @@ def adda_losses(source_scores: torch.Tensor, target_scores: torch.Tensor, target
 
 
 # ----------------------------------------------------------------------------- helpers
-def _full_precision(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (and integers) -> float32; float32 and float64 unchanged."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def _no_autocast(x: torch.Tensor):
     try:
         return torch.autocast(x.device.type, enabled=False)
@@ -182,7 +177,7 @@ def mmd(source: torch.Tensor, target: torch.Tensor, kernel_mul: float = 2.0, ker
         bandwidth = positive_number(bandwidth, "bandwidth", " (or None for the mean squared distance)")
     n_s, n = source.shape[0], source.shape[0] + target.shape[0]
     with _no_autocast(source):
-        source, target = _full_precision(source), _full_precision(target)
+        source, target = full_precision(source), full_precision(target)
         dtype = torch.promote_types(source.dtype, target.dtype)
         pooled = torch.cat([source.to(dtype), target.to(dtype)])
         sq_norms = pooled.pow(2).sum(1)
@@ -216,7 +211,7 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     d = source.shape[1]
     with _no_autocast(source):
         def covariance(x):
-            x = _full_precision(x)
+            x = full_precision(x)
             centred = x - x.mean(0, keepdim=True)
             return centred.T @ centred / (x.shape[0] - 1)
 
@@ -230,7 +225,7 @@ def _logits(logits, min_rows: int = 1) -> torch.Tensor:
     if logits.ndim != 2 or logits.shape[0] < min_rows or logits.shape[1] < 1:
         raise ValueError(f"logits must be (B, K) with B >= {min_rows} and K >= 1 (raw scores, not probabilities), "
                          f"got shape {tuple(logits.shape)}.")
-    return _full_precision(logits)
+    return full_precision(logits)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -305,7 +300,7 @@ def _vector(x, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(x.shape)}.")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values; check the model outputs it came from.")
-    return _full_precision(x)
+    return full_precision(x)
 
 
 def dev_risk(losses, weights) -> torch.Tensor:
@@ -356,7 +351,7 @@ def proxy_a_distance(domain_error):
     if isinstance(domain_error, torch.Tensor):
         if not bool(((domain_error >= 0) & (domain_error <= 1)).all()):
             raise ValueError("domain_error must be in [0, 1] (a classification error rate), got values outside it.")
-        return 2 * (1 - 2 * _full_precision(domain_error))
+        return 2 * (1 - 2 * full_precision(domain_error))
     err = real_number(domain_error, "domain_error")
     if not 0.0 <= err <= 1.0:
         raise ValueError(f"domain_error must be in [0, 1] (a classification error rate), got {err!r}.")
@@ -411,7 +406,7 @@ def recompute_batchnorm(model: nn.Module, data, batch_size: int = 512) -> nn.Mod
     stats = {m: [0, None, None] for m in layers}  # count, mean, sum of squared deviations (float64)
 
     def accumulate(module, args):
-        x = _full_precision(args[0].detach())
+        x = full_precision(args[0].detach())
         dims = [d for d in range(x.ndim) if d != 1]
         count = x.numel() // x.shape[1]
         batch_mean = x.mean(dims)

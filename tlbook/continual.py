@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import non_negative_number, seed_value, whole_number
+from .checks import full_precision, non_negative_number, seed_value, whole_number
 from .data import ImageData
-from .transferability import _full
 
 
 # ----------------------------------------------------------------------------- elastic weight consolidation
@@ -77,7 +76,7 @@ def diagonal_fisher(model: nn.Module, data, mode: str = "sampled", batch_size: i
 
     def nll(p, x, y):
         logits = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-        return F.cross_entropy(_full(logits), y.unsqueeze(0))
+        return F.cross_entropy(full_precision(logits), y.unsqueeze(0))
 
     per_example = vmap(grad(nll), in_dims=(None, 0, 0))
     generator = torch.Generator().manual_seed(seed)
@@ -94,7 +93,7 @@ def diagonal_fisher(model: nn.Module, data, mode: str = "sampled", batch_size: i
                     y = torch.as_tensor(labels).to(device=x.device, dtype=torch.long)
                 else:
                     with torch.no_grad():
-                        probs = F.softmax(_full(model(x)), dim=1)
+                        probs = F.softmax(full_precision(model(x)), dim=1)
                     if mode == "sampled":
                         y = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)
                     else:
@@ -148,6 +147,6 @@ def ewc_penalty(model: nn.Module, fisher: dict, anchor, lam: float = 1.0) -> tor
             raise ValueError(f"fisher and anchor entries for {name!r} must be tensors shaped like the parameter "
                              f"{tuple(theta.shape)}, got {tuple(getattr(f, 'shape', ()))} and "
                              f"{tuple(getattr(star, 'shape', ()))}.")
-        term = (_full(f) * (_full(theta) - _full(star.detach())).pow(2)).sum()
+        term = (full_precision(f) * (full_precision(theta) - full_precision(star.detach())).pow(2)).sum()
         total = term if total is None else total + term
     return lam / 2 * total

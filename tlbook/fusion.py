@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapt import _full_precision, recompute_batchnorm
-from .checks import real_number, seed_value, whole_number
+from .adapt import recompute_batchnorm
+from .checks import full_precision, real_number, seed_value, whole_number
 from .models import BodyHeadNet
 
 
@@ -200,7 +200,7 @@ def ambiguity_decomposition(member_predictions, targets, weights=None) -> dict:
     if preds.ndim not in (2, 3) or preds.shape[0] < 1 or tuple(targets.shape) != tuple(preds.shape[1:]):
         raise ValueError(f"member_predictions must be (M, N) or (M, N, K) and targets (N,) or (N, K) to match, got "
                          f"shapes {tuple(preds.shape)} and {tuple(targets.shape)}.")
-    preds = _full_precision(preds)
+    preds = full_precision(preds)
     targets = targets.to(preds.dtype)
     w = torch.tensor(_mixing_weights(weights, preds.shape[0]), dtype=preds.dtype, device=preds.device)
     w = w.view(-1, *[1] * (preds.ndim - 1))
@@ -223,7 +223,7 @@ def _probabilities(probs, labels) -> tuple:
     probs = _finite_tensor(probs, "probs")
     if probs.ndim != 2 or probs.shape[0] < 1:
         raise ValueError(f"probs must be (N, K) class probabilities, got shape {tuple(probs.shape)}.")
-    probs = _full_precision(probs)
+    probs = full_precision(probs)
     sums = probs.sum(1)
     if bool((probs < 0).any()) or bool(((sums - 1).abs() > 1e-3).any()):
         raise ValueError(f"probs must be probabilities (each row >= 0, summing to 1), got row sums from "

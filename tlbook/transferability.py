@@ -12,48 +12,7 @@ import math
 
 import torch
 
-from .checks import positive_number, real_number, whole_number
-
-
-# ----------------------------------------------------------------------------- argument checks
-def _tensor(x, name: str) -> torch.Tensor:
-    if isinstance(x, (str, bytes, dict)) or x is None:
-        raise TypeError(f"{name} must be a tensor or NumPy array, got {type(x).__name__}.")
-    try:
-        return torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{name} must be a tensor or NumPy array of numbers, got {type(x).__name__}.") from None
-
-
-def _matrix(x, name: str, what: str = "(N, D)", min_rows: int = 1) -> torch.Tensor:
-    x = _tensor(x, name)
-    if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
-        raise ValueError(f"{name} must be 2-D {what} with N >= {min_rows} rows, got shape {tuple(x.shape)}.")
-    if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got {x.dtype}.")
-    x = x.to(torch.float64)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; check the model outputs it came from.")
-    return x
-
-
-def _labels(x, name: str, n: int, device, num_classes: int | None = None) -> torch.Tensor:
-    x = _tensor(x, name)
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{name} must be integer class ids, got {x.dtype}; convert with .long() if they are whole numbers.")
-    if x.ndim != 1 or x.shape[0] != n:
-        raise ValueError(f"{name} must be (N,) with N = {n} (one per row of the scores/features), got shape {tuple(x.shape)}.")
-    x = x.to(device=device, dtype=torch.long)
-    low, high = int(x.min()), int(x.max())
-    if low < 0 or (num_classes is not None and high >= num_classes):
-        valid = f"lie in [0, {num_classes - 1}]" if num_classes is not None else "be >= 0"
-        raise ValueError(f"{name} must {valid}, got values in [{low}, {high}].")
-    return x
-
-
-def _full(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 -> float32 (safe under autocast); float32 and float64 unchanged."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+from .checks import labels_argument, matrix_argument, positive_number, real_number, tensor_argument, whole_number
 
 
 # ----------------------------------------------------------------------------- label-based scores
@@ -68,11 +27,11 @@ def leep(source_probs, labels) -> float:
 
     Args: source_probs ``(N, Z)``, rows summing to 1 (``softmax(logits)``, not logits); labels ``(N,)`` ``>= 0``.
     """
-    probs = _matrix(source_probs, "source_probs", "(N, Z) probabilities")
+    probs = matrix_argument(source_probs, "source_probs", "(N, Z) probabilities")
     if bool((probs < 0).any()) or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
         raise ValueError("source_probs must be probabilities, each row >= 0 and summing to 1; "
                          "pass softmax(logits, dim=1), not the logits.")
-    labels = _labels(labels, "labels", probs.shape[0], probs.device)
+    labels = labels_argument(labels, "labels", probs.shape[0], probs.device)
     probs = probs / probs.sum(1, keepdim=True)  # float32 softmax rows are off by ~1e-7
     joint = torch.zeros(int(labels.max()) + 1, probs.shape[1], dtype=probs.dtype, device=probs.device)
     joint.index_add_(0, labels, probs / probs.shape[0])
@@ -102,11 +61,11 @@ def nce(source_labels, target_labels) -> float:
 
     Args: source_labels ``(N,)`` source class ids ``z >= 0``; target_labels ``(N,)`` target class ids ``y >= 0``.
     """
-    z = _tensor(source_labels, "source_labels")
+    z = tensor_argument(source_labels, "source_labels")
     if z.ndim != 1 or z.shape[0] < 1:
         raise ValueError(f"source_labels must be 1-D (N,) hard labels (the source model's argmax), got shape {tuple(z.shape)}.")
-    z = _labels(z, "source_labels", z.shape[0], z.device)
-    y = _labels(target_labels, "target_labels", z.shape[0], z.device)
+    z = labels_argument(z, "source_labels", z.shape[0], z.device)
+    y = labels_argument(target_labels, "target_labels", z.shape[0], z.device)
     num_z = int(z.max()) + 1
     counts = torch.bincount(y * num_z + z, minlength=(int(y.max()) + 1) * num_z).view(-1, num_z).double()
     joint = counts / z.shape[0]
@@ -148,8 +107,8 @@ def bayesian_evidence(features, targets, alpha, beta) -> torch.Tensor:
     Args: features ``(N, D)``; targets ``(N,)`` or ``(N, K)``; alpha, beta ``> 0``, numbers or ``(K,)``.
     Returns: float64 ``()`` for 1-D targets, else ``(K,)``, one evidence per column (not divided by ``N``).
     """
-    features = _matrix(features, "features")
-    targets = _tensor(targets, "targets").to(device=features.device, dtype=torch.float64)
+    features = matrix_argument(features, "features")
+    targets = tensor_argument(targets, "targets").to(device=features.device, dtype=torch.float64)
     one_column = targets.ndim == 1
     targets = targets[:, None] if one_column else targets
     if targets.ndim != 2 or targets.shape[0] != features.shape[0]:
@@ -186,8 +145,8 @@ def logme(features, labels, return_params: bool = False, tol: float = 1e-10, max
     ``(N,)`` target class ids; ``return_params``: return ``(score, alpha, beta)``, with float64 ``(K,)``
     tensors for the classes present, instead of the score (a float).
     """
-    features = _matrix(features, "features", min_rows=2)
-    labels = _labels(labels, "labels", features.shape[0], features.device)
+    features = matrix_argument(features, "features", min_rows=2)
+    labels = labels_argument(labels, "labels", features.shape[0], features.device)
     tol, max_iter = positive_number(tol, "tol"), whole_number(max_iter, "max_iter")
     n, d = features.shape
     targets = (labels[:, None] == torch.unique(labels)[None, :]).double()
@@ -225,8 +184,8 @@ def h_score(features, labels, shrinkage: float = 0.0) -> float:
 
     Args: features ``(N, D)``, ``N >= 2``; labels ``(N,)`` target class ids.
     """
-    features = _matrix(features, "features", min_rows=2)
-    labels = _labels(labels, "labels", features.shape[0], features.device)
+    features = matrix_argument(features, "features", min_rows=2)
+    labels = labels_argument(labels, "labels", features.shape[0], features.device)
     shrinkage = real_number(shrinkage, "shrinkage")
     if not 0.0 <= shrinkage <= 1.0:
         raise ValueError(f"shrinkage must be in [0, 1] (0: plain covariance), got {shrinkage}.")

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .checks import positive_number, whole_number
-from .transferability import _labels, _matrix, _tensor
+from .checks import labels_argument, matrix_argument, positive_number, tensor_argument, whole_number
 
 
 # ----------------------------------------------------------------------------- zero-shot
@@ -33,9 +32,9 @@ def eszsl(features, class_attributes, labels, gamma: float = 1.0, lam: float = 1
     Args: features ``(N, D)`` of seen-class images; class_attributes ``(K, A)``, row ``k`` describing
     seen class ``k``; labels ``(N,)`` in ``[0, K)``; gamma, lam ``> 0``. Returns ``V`` ``(D, A)`` float64.
     """
-    features = _matrix(features, "features")
-    attributes = _matrix(class_attributes, "class_attributes", "(K, A): one row of attributes per class").to(features.device)
-    labels = _labels(labels, "labels", features.shape[0], features.device, num_classes=attributes.shape[0])
+    features = matrix_argument(features, "features")
+    attributes = matrix_argument(class_attributes, "class_attributes", "(K, A): one row of attributes per class").to(features.device)
+    labels = labels_argument(labels, "labels", features.shape[0], features.device, num_classes=attributes.shape[0])
     gamma, lam = positive_number(gamma, "gamma"), positive_number(lam, "lam")
     y = 2 * F.one_hot(labels, attributes.shape[0]).double() - 1
     d, a = features.shape[1], attributes.shape[1]
@@ -48,9 +47,9 @@ def eszsl(features, class_attributes, labels, gamma: float = 1.0, lam: float = 1
 def eszsl_scores(features, V, class_attributes) -> torch.Tensor:
     """Compatibility scores ``F V S^T``: ``(N, K')`` float64 for features ``(N, D)``, ``V`` ``(D, A)`` from
     :func:`eszsl` and the attributes ``(K', A)`` of the candidate (e.g. unseen) classes; predict the argmax."""
-    features = _matrix(features, "features")
-    V = _matrix(V, "V", "(D, A)").to(features.device)
-    attributes = _matrix(class_attributes, "class_attributes", "(K, A)").to(features.device)
+    features = matrix_argument(features, "features")
+    V = matrix_argument(V, "V", "(D, A)").to(features.device)
+    attributes = matrix_argument(class_attributes, "class_attributes", "(K, A)").to(features.device)
     if V.shape[0] != features.shape[1] or V.shape[1] != attributes.shape[1]:
         raise ValueError(f"V must be (D, A) with D = features.shape[1] and A = class_attributes.shape[1], got "
                          f"features {tuple(features.shape)}, V {tuple(V.shape)}, class_attributes {tuple(attributes.shape)}.")
@@ -75,8 +74,8 @@ def dap_scores(attribute_probs, class_attributes, attribute_prior=None, eps: flo
     are clipped to ``[eps, 1 - eps]`` so that a classifier's 0 or 1 cannot veto a class on its own.
     Returns ``(N, K)`` float64 log-scores (not normalised over classes); predict the argmax.
     """
-    probs = _matrix(attribute_probs, "attribute_probs", "(N, A): p(attribute m = 1 | image n)")
-    attributes = _matrix(class_attributes, "class_attributes", "(K, A): one row of 0/1 attributes per class").to(probs.device)
+    probs = matrix_argument(attribute_probs, "attribute_probs", "(N, A): p(attribute m = 1 | image n)")
+    attributes = matrix_argument(class_attributes, "class_attributes", "(K, A): one row of 0/1 attributes per class").to(probs.device)
     a = probs.shape[1]
     if attributes.shape[1] != a:
         raise ValueError(f"class_attributes must have one column per attribute (A = attribute_probs.shape[1] = {a}), "
@@ -91,7 +90,7 @@ def dap_scores(attribute_probs, class_attributes, attribute_prior=None, eps: flo
     if attribute_prior is None:
         prior = torch.full((a,), 0.5, dtype=torch.float64, device=probs.device)
     else:
-        prior = _tensor(attribute_prior, "attribute_prior").to(device=probs.device, dtype=torch.float64)
+        prior = tensor_argument(attribute_prior, "attribute_prior").to(device=probs.device, dtype=torch.float64)
         if tuple(prior.shape) != (a,) or not bool(((prior >= 0) & (prior <= 1)).all()):
             raise ValueError(f"attribute_prior must be ({a},) probabilities in [0, 1], got shape {tuple(prior.shape)}.")
     p, pi = probs.clamp(eps, 1 - eps), prior.clamp(eps, 1 - eps)
@@ -108,8 +107,8 @@ def conse_embedding(seen_probs, seen_embeddings, top: int) -> torch.Tensor:
     Args: seen_probs ``(N, K)`` softmax of the seen-class classifier; seen_embeddings ``(K, A)``;
     top ``T`` in ``[1, K]``. Returns ``(N, A)`` float64.
     """
-    probs = _matrix(seen_probs, "seen_probs", "(N, K): the seen-class softmax")
-    embeddings = _matrix(seen_embeddings, "seen_embeddings", "(K, A): one row per seen class").to(probs.device)
+    probs = matrix_argument(seen_probs, "seen_probs", "(N, K): the seen-class softmax")
+    embeddings = matrix_argument(seen_embeddings, "seen_embeddings", "(K, A): one row per seen class").to(probs.device)
     if embeddings.shape[0] != probs.shape[1]:
         raise ValueError(f"seen_embeddings must have one row per seen class (K = seen_probs.shape[1] = {probs.shape[1]}), "
                          f"got shape {tuple(embeddings.shape)}.")
@@ -126,7 +125,7 @@ def conse_scores(seen_probs, seen_embeddings, class_embeddings, top: int) -> tor
     embedding ``(K', A)`` (unseen classes, or seen and unseen in the generalised setting). Returns
     ``(N, K')`` float64 in ``[-1, 1]``; predict the argmax."""
     embedded = conse_embedding(seen_probs, seen_embeddings, top)
-    candidates = _matrix(class_embeddings, "class_embeddings", "(K', A)").to(embedded.device)
+    candidates = matrix_argument(class_embeddings, "class_embeddings", "(K', A)").to(embedded.device)
     if candidates.shape[1] != embedded.shape[1]:
         raise ValueError(f"class_embeddings must have A = {embedded.shape[1]} columns like seen_embeddings, "
                          f"got shape {tuple(candidates.shape)}.")
@@ -143,12 +142,12 @@ def generalised_accuracy(predicted, labels, unseen) -> dict:
     Args: predicted, labels ``(N,)`` class ids; unseen: the unseen class ids (the other classes
     present in ``labels`` are the seen ones). Returns ``{'seen', 'unseen', 'harmonic'}`` floats.
     """
-    labels = _tensor(labels, "labels")
+    labels = tensor_argument(labels, "labels")
     if labels.ndim != 1 or labels.numel() == 0:
         raise ValueError(f"labels must be (N,) class ids with N >= 1, got shape {tuple(labels.shape)}.")
-    predicted = _labels(predicted, "predicted", labels.shape[0], labels.device)
-    labels = _labels(labels, "labels", labels.shape[0], labels.device)
-    unseen = sorted({int(k) for k in _tensor(unseen, "unseen").reshape(-1).tolist()})
+    predicted = labels_argument(predicted, "predicted", labels.shape[0], labels.device)
+    labels = labels_argument(labels, "labels", labels.shape[0], labels.device)
+    unseen = sorted({int(k) for k in tensor_argument(unseen, "unseen").reshape(-1).tolist()})
     present = sorted(set(labels.tolist()))
     missing = [k for k in unseen if k not in present]
     if not unseen or missing:
