@@ -15,8 +15,9 @@ Modules, one job each: ``runtime`` (device, precision, seeds, quick mode, the ru
 ``domains`` (derived domains: inverted, rotated, colour blends), ``omniglot`` (Omniglot's files),
 ``files`` (dataset files, checksums), ``models`` (body/head networks), ``train`` (the loop),
 ``transfer`` (freezing, learning-rate groups), ``cache`` (trained models on disk, source models),
-``losses`` / ``meta`` / ``adapt`` / ``fusion`` (reference implementations the chapters check their
-own lines against), ``plots``, ``widgets`` (interactive panels, live and in the static book).
+``stats`` (the sign test of paired comparisons), ``losses`` / ``meta`` / ``adapt`` / ``fusion``
+(reference implementations the chapters check their own lines against), ``plots``, ``widgets``
+(interactive panels, live and in the static book).
 Less common helpers stay in their modules (``tl.data.batches``, ``tl.cache.save_atomic``, ...).
 """
 __version__ = "0.3.0"
@@ -28,6 +29,7 @@ from .domains import blend_with_photos, invert, rotate
 from .losses import distillation_loss
 from .models import BodyHeadNet, make_model, reset_head, wrap_model
 from .plots import spread
+from .stats import sign_test
 from .runtime import device, is_quick, pick, precision, report, setup, stamp, timed
 from .train import accuracy, cross_entropy_step, evaluate, fit, predict, random_translate
 from .transfer import freeze, param_groups, trainable_blocks, unfreeze
