@@ -12,7 +12,7 @@ Each panel kind lives in its own module of this package; the chapters call them 
 from .adaptation import projection_explorer
 from .explorers import grid_explorer, softmax_explorer
 from .fusion import ensemble_builder, interpolation_explorer
-from .meta import sinusoid_panel
+from .meta import episode_viewer, sinusoid_panel
 from .panel import RunPanel
 from .selection import source_selection_explorer
 from .zeroshot import zero_shot_explorer
@@ -20,6 +20,7 @@ from .zeroshot import zero_shot_explorer
 __all__ = [
     "RunPanel",
     "ensemble_builder",
+    "episode_viewer",
     "grid_explorer",
     "interpolation_explorer",
     "projection_explorer",
