@@ -165,6 +165,10 @@ def cached_model(config: dict, build, train, name: str = "model", verbose: bool 
         return model, {"history": entry.get("history", {}), "path": path, "cached": True}
     history = train(model)
     save_model(model, path, history=_plain(history), config=json.dumps(full_config))
+    # Return what a hit returns: the trained module keeps fit's channels_last convolution weights, whose
+    # kernels round differently, so a run from an empty cache would not repeat a run from a full one.
+    model = build()
+    _restore(model, path)
     if verbose:
         print(f"trained {name} and cached it at $TLBOOK_CACHE/models/{path.name}")
     model.to(device()).eval()
