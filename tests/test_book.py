@@ -303,3 +303,22 @@ def test_fine_tuning_panel_is_drawn_with_its_stored_run(rendered):
     assert _drawn(dom, "widget-button"), "the panel's train button was not drawn"
     assert re.search(r'class="[^"]*jp-RenderedImage[^"]*"[^>]*>\s*<img', dom), "the stored run's plot was not drawn in the panel"
     assert "ft-grid-explorer" in dom and "tlbook-point" in dom, "the static grid explorer drew no points"
+
+
+def test_meta_learning_episode_viewer_shows_the_stored_predictions(rendered, html):
+    """Chapter 3's episode viewer in the rendered page: the first episode's score line for the first method
+    is the one computed from the page's own data (predictions against labels), and every image is inside the page."""
+    page = html / "book/03_meta_learning.html"
+    if not page.exists():
+        pytest.skip("Chapter 3 is not built (see test_every_notebook_is_in_the_book)")
+    match = re.search(r'<script type="application/json" id="meta-episode-viewer-data">(.*?)</script>',
+                      page.read_text(encoding="utf-8"), re.S)
+    assert match, "the chapter's episode viewer (element id meta-episode-viewer) is not in the page"
+    data = json.loads(match.group(1))
+    method = next(iter(data["predictions"]))
+    labels, predicted = data["query_labels"][0], data["predictions"][method][0]
+    right = sum(p == y for p, y in zip(predicted, labels))
+    dom = rendered("book/03_meta_learning")
+    assert f"{method}: {right} of {len(labels)} right" in dom, "the viewer did not draw the first episode's score"
+    drawn = re.findall(r'<img[^>]*src="data:image/png;base64,', dom)   # the viewer's images travel inside the page
+    assert len(drawn) >= len(data["support_images"][0]) + len(labels), "the viewer drew no support or query images"
