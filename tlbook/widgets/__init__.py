@@ -1,8 +1,9 @@
 """Interactive panels for the chapters, in two kinds.
 
-* **Client-side** (:func:`softmax_explorer`, :func:`grid_explorer`): plain HTML with inline JavaScript and the data embedded as
-  JSON. It computes in the reader's browser, so it works in the static rendered book with no kernel
-  and no network (no CDN, no external library), as well as in Jupyter and on Colab.
+* **Client-side** (every panel below but :class:`RunPanel`, e.g. :func:`grid_explorer`, :func:`episode_viewer`):
+  plain HTML with inline JavaScript and the data embedded as JSON. It computes in the reader's browser, so
+  it works in the static rendered book with no kernel and no network (no CDN, no external library), as
+  well as in Jupyter and on Colab.
 * **Live** (:class:`RunPanel`): ipywidgets controls and a button that call a plain Python function.
   It needs a running kernel; the rendered book shows the output of the run stored with the notebook.
   It uses only widgets and attributes that ipywidgets 7.6+ and 8.x both have (Colab ships 7.7).
