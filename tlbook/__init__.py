@@ -20,7 +20,7 @@ Modules, one job each: ``runtime`` (device, precision, seeds, quick mode, the ru
 (interactive panels, live and in the static book).
 Less common helpers stay in their modules (``tl.data.batches``, ``tl.cache.save_atomic``, ...).
 """
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .cache import cached_model, load_model, save_model, source_model
 from .data import ImageData, Sampler, class_subset, per_class_subset, random_split, random_subset, validation_split
