@@ -1,7 +1,7 @@
 """The release a reader installs matches the code the chapters call: every Colab install cell and the README
 pin the tag of tlbook's own version, and pyproject.toml carries that version too. (A chapter that calls a
-function added after the pinned tag fails on Colab with an AttributeError: this caught 0.3.0 lacking
-tl.sign_test and tl.widgets.episode_viewer.)"""
+function added after the pinned tag fails on Colab with an AttributeError, as the chapters would have under
+v0.3.0, which lacks tl.sign_test and tl.widgets.episode_viewer.)"""
 import json
 import re
 from pathlib import Path
